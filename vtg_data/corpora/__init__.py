@@ -23,7 +23,9 @@ def get_adapter(name: str) -> CorpusAdapter:
     try:
         return REGISTRY[name]()
     except KeyError:
-        raise UnknownCorpus(f"unknown corpus {name!r}; known corpora: {', '.join(sorted(REGISTRY))}") from None
+        raise UnknownCorpus(
+            f"unknown corpus {name!r}; known corpora: {', '.join(sorted(REGISTRY))}"
+        ) from None
 
 
 __all__ = ["REGISTRY", "CorpusAdapter", "NativeFile", "ParseContext", "Remote", "VideoSource", "get_adapter"]

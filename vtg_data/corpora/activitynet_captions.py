@@ -100,7 +100,11 @@ class ActivityNetCaptions(ActivityNetFormat):
         VideoSource(
             "VideoMind-Dataset mirror (split tar.gz, 12 parts)",
             tuple(
-                Remote(hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"activitynet/videos.tar.gz.{i:02d}", kind="hf")
+                Remote(
+                    hf_repo="yeliudev/VideoMind-Dataset",
+                    hf_path=f"activitynet/videos.tar.gz.{i:02d}",
+                    kind="hf",
+                )
                 for i in range(12)
             ),
             kind="hf",
@@ -116,7 +120,11 @@ class ActivityNetCaptions(ActivityNetFormat):
                 (
                     Remote(_STANFORD, member=name),
                     Remote(f"{_2DTAN}/{_2DTAN_NAMES[split]}", kind="mirror"),
-                    Remote(hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"activitynet_captions/{name}", kind="hf"),
+                    Remote(
+                        hf_repo="yeliudev/VideoMind-Dataset",
+                        hf_path=f"activitynet_captions/{name}",
+                        kind="hf",
+                    ),
                 ),
                 KNOWN_SHA256.get(name),
             )

@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from vtg_data.schema import (
-    as_time,
-    normalize_query_text,
-    normalize_window,
     QueryRow,
     RecordError,
     RecordRef,
     ValidationFailed,
+    as_time,
     check_unique_uids,
     flag_duplicates,
+    normalize_query_text,
+    normalize_window,
 )
 
 HF_ENDPOINT_DEFAULT = "https://huggingface.co"
@@ -168,7 +168,9 @@ def load_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RecordError(path, f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}") from exc
+        raise RecordError(
+            path, f"line {exc.lineno} column {exc.colno}", f"malformed JSON: {exc.msg}"
+        ) from exc
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[RecordRef, Any]]:

@@ -54,7 +54,9 @@ class DiDeMo(CorpusAdapter):
         VideoSource(
             "VideoMind-Dataset mirror (split tar.gz, 2 parts)",
             tuple(
-                Remote(hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"didemo/videos.tar.gz.{i:02d}", kind="hf")
+                Remote(
+                    hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"didemo/videos.tar.gz.{i:02d}", kind="hf"
+                )
                 for i in range(2)
             ),
             kind="hf",
@@ -87,7 +89,9 @@ class DiDeMo(CorpusAdapter):
     def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
         rule = ctx.options.get("didemo_consolidation", "mode")
         if rule not in CONSOLIDATION_RULES:
-            raise ValueError(f"unknown DiDeMo consolidation rule {rule!r}; choose one of {CONSOLIDATION_RULES}")
+            raise ValueError(
+                f"unknown DiDeMo consolidation rule {rule!r}; choose one of {CONSOLIDATION_RULES}"
+            )
         annotation_id = require(record, "annotation_id", ref)
         video = require(record, "video", ref)
         sentence = require(record, "description", ref)
@@ -127,7 +131,9 @@ class DiDeMo(CorpusAdapter):
             mean_a = sum(c[0] for c in chunks) / len(chunks)
             mean_b = sum(c[1] for c in chunks) / len(chunks)
             start, end = round(CHUNK_SECONDS * mean_a), round(CHUNK_SECONDS * (mean_b + 1))
-            window, window_flags = normalize_window(float(start), float(end), duration, ref, strict=ctx.strict)
+            window, window_flags = normalize_window(
+                float(start), float(end), duration, ref, strict=ctx.strict
+            )
         flags |= window_flags
         query, text_flags = query_text(sentence, ref)
         parts = video.split("_")

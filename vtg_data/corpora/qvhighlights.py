@@ -49,7 +49,9 @@ class QVHighlights(CorpusAdapter):
         VideoSource(
             "Grounded-VideoLLM mirror (5 zip parts, each a complete zip)",
             tuple(
-                Remote(hf_repo="WHB139426/Grounded-VideoLLM", hf_path=f"qvhighlights/chunk_{i}.zip", kind="hf")
+                Remote(
+                    hf_repo="WHB139426/Grounded-VideoLLM", hf_path=f"qvhighlights/chunk_{i}.zip", kind="hf"
+                )
                 for i in range(1, 6)
             ),
             kind="hf",
@@ -59,7 +61,10 @@ class QVHighlights(CorpusAdapter):
     def native_files(self, split: str) -> list[NativeFile]:
         self.check_split(split)
         if split == "test":
-            return [_native(TEST_WITH_GT, optional=True), _native("highlight_test_release.jsonl", optional=True)]
+            return [
+                _native(TEST_WITH_GT, optional=True),
+                _native("highlight_test_release.jsonl", optional=True),
+            ]
         return [_native(f"highlight_{split}_release.jsonl")]
 
     def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
@@ -87,9 +92,7 @@ class QVHighlights(CorpusAdapter):
             windows, raw = [], []
             flags.add("gt_hidden")
         query, text_flags = query_text(sentence, ref)
-        extra = {
-            key: record[key] for key in ("relevant_clip_ids", "saliency_scores") if key in record
-        }
+        extra = {key: record[key] for key in ("relevant_clip_ids", "saliency_scores") if key in record}
         if extra:
             extra["clip_len"] = 2
         return [

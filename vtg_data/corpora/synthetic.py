@@ -68,15 +68,23 @@ class Scene:
     def sentence(self) -> str:
         if self.square is None:
             return f"The screen is filled with {self.background}."
-        return f"A {self.square} square moves from {self.direction} over a {self.background} background."
+        article = "An" if self.square[0] in "aeiou" else "A"
+        return (
+            f"{article} {self.square} square moves from {self.direction} over a {self.background} background."
+        )
 
 
 def plan_video(rng: random.Random, cfg: SyntheticConfig) -> list[Scene]:
     """Scenes of one video: 2-5 segments on the frame grid, neighbours with different backgrounds."""
     frames = rng.randint(round(cfg.min_duration * cfg.fps), round(cfg.max_duration * cfg.fps))
-    n_scenes = min(rng.randint(2, 5), max(2, frames // cfg.fps))
-    cuts = sorted(rng.sample(range(cfg.fps, frames - cfg.fps + 1), n_scenes - 1)) if n_scenes > 1 else []
-    bounds = [0, *cuts, frames]
+    shortest = cfg.fps  # no scene under one second: a moment a model can see
+    n_scenes = max(1, min(rng.randint(2, 5), frames // shortest))
+    spare = frames - n_scenes * shortest
+    points = sorted(rng.randint(0, spare) for _ in range(n_scenes - 1))
+    lengths = [shortest + b - a for a, b in zip([0, *points], [*points, spare], strict=True)]
+    bounds = [0]
+    for length in lengths:
+        bounds.append(bounds[-1] + length)
     scenes, used, previous = [], set(), None
     for a, b in zip(bounds, bounds[1:], strict=False):
         while True:
@@ -101,23 +109,35 @@ def encode_video(scenes: list[Scene], path: Path, cfg: SyntheticConfig) -> None:
     side = max(8, cfg.height // 4)
     for scene in scenes:
         length = round((scene.end - scene.start) * cfg.fps) / cfg.fps
-        background = ffmpeg.input(f"color=c={COLOURS[scene.background]}:s={size}:r={cfg.fps}:d={length}", f="lavfi")
+        background = ffmpeg.input(
+            f"color=c={COLOURS[scene.background]}:s={size}:r={cfg.fps}:d={length}", f="lavfi"
+        )
         if scene.square:
-            square = ffmpeg.input(f"color=c={COLOURS[scene.square]}:s={side}x{side}:r={cfg.fps}:d={length}", f="lavfi")
+            square = ffmpeg.input(
+                f"color=c={COLOURS[scene.square]}:s={side}x{side}:r={cfg.fps}:d={length}", f="lavfi"
+            )
             x, y = (expr.format(d=length) for expr in DIRECTIONS[scene.direction])
             background = ffmpeg.overlay(background, square, x=x, y=y, eval="frame")
         streams.append(background)
     joined = ffmpeg.concat(*streams, v=1, a=0) if len(streams) > 1 else streams[0]
     tmp = path.with_name(f".{path.stem}.tmp.mp4")
     out = ffmpeg.output(
-        joined, str(tmp), vcodec="libx264", pix_fmt="yuv420p", preset="ultrafast", g=cfg.fps, r=cfg.fps,
+        joined,
+        str(tmp),
+        vcodec="libx264",
+        pix_fmt="yuv420p",
+        preset="ultrafast",
+        g=cfg.fps,
+        r=cfg.fps,
         **{"bitexact": None, "threads": 1},
     )
     try:
         out.overwrite_output().run(quiet=True)
     except ffmpeg.Error as exc:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"ffmpeg failed to render {path.name}: {exc.stderr.decode(errors='replace')[-800:]}") from exc
+        raise RuntimeError(
+            f"ffmpeg failed to render {path.name}: {exc.stderr.decode(errors='replace')[-800:]}"
+        ) from exc
     tmp.replace(path)
 
 
@@ -125,7 +145,9 @@ def split_of(index: int) -> str:
     return "test" if index % 4 == 1 else "train"
 
 
-def generate_synthetic(raw_dir: Path, video_dir: Path, cfg: SyntheticConfig, progress=None) -> dict[str, Path]:
+def generate_synthetic(
+    raw_dir: Path, video_dir: Path, cfg: SyntheticConfig, progress=None
+) -> dict[str, Path]:
     """Write ``{split}.json`` annotations and the videos; skip all work if they already match ``cfg``."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     video_dir.mkdir(parents=True, exist_ok=True)

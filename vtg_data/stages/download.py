@@ -1,0 +1,538 @@
+"""``vtg-data download``: native files -> validated, normalized Parquet tables for one corpus.
+
+Layout under the root folder (all relative, nothing absolute is stored in the tables)::
+
+    raw/<corpus>/<official file name>          native annotation files
+    downloads/<corpus>/                         archives and partial downloads
+    videos/<corpus>/...                         media files (``video_path`` is relative to this)
+    normalized/<corpus>/<split>.parquet         one row per query (schema.QUERY_SCHEMA)
+    normalized/<corpus>/videos.parquet          one row per video (schema.VIDEO_SCHEMA)
+    normalized/<corpus>/manifest.json           inputs' hashes, options, counts, per split
+
+A split whose inputs, options and video folder are unchanged since the last run is not parsed
+again. A split that fails (missing file, bad record) is reported and leaves no new output, while
+the other splits are still written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from vtg_data import __version__
+from vtg_data.corpora import CorpusAdapter, NativeFile, ParseContext, get_adapter
+from vtg_data.corpora.base import sha256_file
+from vtg_data.corpora.didemo import CONSOLIDATION_RULES
+from vtg_data.corpora.synthetic import SyntheticConfig, generate_synthetic
+from vtg_data.fetch import FetchError, download_url, extract_archive, find_member, hf_endpoint, redact
+from vtg_data.schema import (
+    SCHEMA_VERSION,
+    VIDEO_SCHEMA,
+    QueryRow,
+    RecordError,
+    ValidationFailed,
+    rows_to_table,
+    write_table_atomic,
+)
+from vtg_data.video.probe import ProbeResult, probe_many
+
+MANIFEST = "manifest.json"
+PROBE_CACHE = ".probe-cache.json"
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """Options of ``vtg-data download``; saved in the manifest."""
+
+    corpus: str
+    root: Path
+    splits: tuple[str, ...] = ()
+    from_dir: Path | None = None
+    videos: bool = False
+    strict: bool = False
+    verify: bool = True
+    didemo_consolidation: str = "mode"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.didemo_consolidation not in CONSOLIDATION_RULES:
+            raise ValueError(f"didemo_consolidation must be one of {CONSOLIDATION_RULES}")
+        if self.from_dir is not None and not Path(self.from_dir).is_dir():
+            raise ValueError(f"--from folder does not exist: {self.from_dir}")
+
+    def options(self) -> dict[str, Any]:
+        """The options that change the normalized output (part of each split's fingerprint)."""
+        opts: dict[str, Any] = {"strict": self.strict}
+        if self.corpus == "didemo":
+            opts["didemo_consolidation"] = self.didemo_consolidation
+        return opts
+
+
+@dataclass
+class SplitSummary:
+    split: str
+    queries: int = 0
+    videos: int = 0
+    videos_missing: int = 0
+    videos_corrupt: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    up_to_date: bool = False
+    error: str | None = None
+
+
+@dataclass
+class DownloadResult:
+    corpus: str
+    out_dir: Path
+    splits: list[SplitSummary]
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{s.split}: {s.error}" for s in self.splits if s.error]
+
+
+class Layout:
+    def __init__(self, root: Path, corpus: str):
+        self.root = Path(root)
+        self.raw = self.root / "raw" / corpus
+        self.downloads = self.root / "downloads" / corpus
+        self.videos = self.root / "videos" / corpus
+        self.out = self.root / "normalized" / corpus
+
+
+def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
+    """Fetch, parse, validate and write one corpus. See the module docstring for the layout."""
+    adapter = get_adapter(cfg.corpus)
+    layout = Layout(cfg.root, cfg.corpus)
+    for split in cfg.splits:
+        adapter.check_split(split)
+    if cfg.corpus == "synthetic":
+        generate_synthetic(layout.raw, layout.videos, cfg.synthetic, progress)
+        present = {p.stem for p in layout.raw.glob("*.json") if p.stem in adapter.splits}
+        splits = [s for s in (cfg.splits or adapter.splits) if s in present]
+    else:
+        splits = list(cfg.splits or adapter.splits)
+
+    summaries: dict[str, SplitSummary] = {s: SplitSummary(s) for s in splits}
+    inputs: dict[str, dict[str, Path]] = {}
+    for split in splits:
+        try:
+            inputs[split] = obtain_split_files(adapter, split, cfg, layout, progress)
+        except (FetchError, RecordError, OSError) as exc:
+            summaries[split].error = str(exc)
+
+    if cfg.videos:
+        fetch_videos(adapter, cfg, layout, progress)
+    video_index = index_video_folder(layout.videos)
+
+    manifest = _load_json(layout.out / MANIFEST) or {}
+    manifest_splits = manifest.get("splits", {})
+    hashes_cache: dict[Path, str] = {}
+    pending: dict[str, tuple[dict[str, Path], str]] = {}
+    for split, files in inputs.items():
+        for path in files.values():
+            hashes_cache[path] = sha256_file(path)
+        fingerprint = _fingerprint(adapter, split, files, hashes_cache, cfg, video_index)
+        previous = manifest_splits.get(split, {})
+        if previous.get("fingerprint") == fingerprint and (layout.out / f"{split}.parquet").is_file():
+            summaries[split] = SplitSummary(split, **previous["counts"], up_to_date=True)
+        else:
+            pending[split] = (files, fingerprint)
+
+    if pending or not (layout.out / "videos.parquet").is_file():
+        probe_cache = _load_json(layout.out / PROBE_CACHE) or {}
+        parsed: dict[str, list[QueryRow]] = {}
+        for split, (files, _) in pending.items():
+            ctx = _context(cfg, files, hashes_cache)
+            try:
+                parsed[split] = adapter.parse(split, files, ctx)
+            except (ValidationFailed, RecordError) as exc:
+                summaries[split].error = str(exc)
+        # Every video of every split already written or parsed now goes into videos.parquet.
+        video_ids = _written_video_ids(layout, [s for s in manifest_splits if s not in parsed])
+        for rows in parsed.values():
+            for row in rows:
+                video_ids.setdefault(row.video_id, row.duration)
+        resolved = {vid: resolve_video(adapter, vid, video_index) for vid in video_ids}
+        probes = _probe_all(layout, resolved, probe_cache, progress)
+        if adapter.duration_from_probe and parsed:
+            durations = {vid: p.duration for vid, p in probes.items() if p.status == "ok" and p.duration}
+            for split in list(parsed):
+                files = pending[split][0]
+                ctx = _context(cfg, files, hashes_cache, durations)
+                parsed[split] = adapter.parse(split, files, ctx)
+        for split, rows in parsed.items():
+            _apply_video_state(rows, resolved, probes)
+            write_table_atomic(rows_to_table(rows), layout.out / f"{split}.parquet")
+            summaries[split] = _summarize(split, rows)
+            manifest_splits[split] = {
+                "fingerprint": pending[split][1],
+                "inputs": [
+                    {"file": name, "sha256": hashes_cache[path]}
+                    for name, path in sorted(pending[split][0].items())
+                ],
+                "options": cfg.options(),
+                "counts": _counts(summaries[split]),
+            }
+        write_videos_table(layout, video_ids, resolved, probes)
+        _write_json(layout.out / PROBE_CACHE, probe_cache)
+        manifest = {
+            "stage": "download",
+            "toolkit_version": __version__,
+            "schema_version": SCHEMA_VERSION,
+            "corpus": cfg.corpus,
+            "licence": adapter.licence,
+            "homepage": adapter.homepage,
+            "splits": dict(sorted(manifest_splits.items())),
+            "videos": {
+                "total": len(video_ids),
+                "status": dict(Counter(p.status for p in probes.values())),
+            },
+        }
+        if cfg.corpus == "synthetic":
+            manifest["synthetic"] = asdict(cfg.synthetic)
+        _write_json(layout.out / MANIFEST, manifest)
+    return DownloadResult(cfg.corpus, layout.out, [summaries[s] for s in splits])
+
+
+# ---------------------------------------------------------------------------------------------
+# Native files
+
+
+def obtain_split_files(
+    adapter: CorpusAdapter, split: str, cfg: DownloadConfig, layout: Layout, progress=None
+) -> dict[str, Path]:
+    """Each native file of the split, fetched or copied into ``raw/`` if not there yet."""
+    files: dict[str, Path] = {}
+    for native in adapter.native_files(split):
+        try:
+            files[native.name] = obtain_native_file(native, cfg, layout, progress)
+        except FetchError:
+            if native.optional:
+                continue
+            raise
+    if not files:
+        raise FetchError(f"none of the files of split {split} could be obtained")
+    return files
+
+
+def obtain_native_file(native: NativeFile, cfg: DownloadConfig, layout: Layout, progress=None) -> Path:
+    dest = layout.raw / native.name
+    expected = native.sha256 if cfg.verify else None
+    if dest.is_file() and (expected is None or sha256_file(dest) == expected):
+        return dest
+    if cfg.corpus == "synthetic":
+        raise FetchError(f"{dest}: the synthetic corpus file is missing; rerun `vtg-data download synthetic`")
+    if cfg.from_dir is not None:
+        return _copy_from_local(native, Path(cfg.from_dir), dest, expected, layout)
+    attempts = []
+    for remote in native.remotes:
+        url = remote.resolved_url(hf_endpoint())
+        try:
+            if remote.member:
+                archive = layout.downloads / PurePosixPath(url.split("?")[0]).name
+                if not archive.is_file():
+                    download_url(
+                        url, archive, sha256=remote.sha256, on_progress=_progress_cb(progress, archive.name)
+                    )
+                _extract_member(archive, remote.member, dest, expected)
+            else:
+                download_url(url, dest, sha256=expected, on_progress=_progress_cb(progress, native.name))
+            return dest
+        except FetchError as exc:
+            attempts.append(f"  {redact(url)}: {exc}")
+    where = "\n".join(attempts) or "  (no download location is known for it)"
+    raise FetchError(f"could not obtain {native.name}:\n{where}")
+
+
+def _copy_from_local(
+    native: NativeFile, folder: Path, dest: Path, expected: str | None, layout: Layout
+) -> Path:
+    direct = folder / native.name
+    found = direct if direct.is_file() else next(iter(sorted(folder.rglob(native.name))), None)
+    if found is not None:
+        if expected and sha256_file(found) != expected:
+            raise FetchError(
+                f"{found}: checksum mismatch: expected sha256 {expected}, got {sha256_file(found)} "
+                "(pass --no-verify to accept a different release)"
+            )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(found, tmp)
+        tmp.replace(dest)
+        return dest
+    for remote in native.remotes:  # an official archive that holds the file
+        if remote.member:
+            archive = folder / PurePosixPath(remote.resolved_url().split("?")[0]).name
+            if archive.is_file():
+                _extract_member(archive, remote.member, dest, expected)
+                return dest
+    raise FetchError(f"{native.name} is not in {folder} (looked for the file and its archives)")
+
+
+def _extract_member(archive: Path, member: str, dest: Path, expected: str | None) -> None:
+    target = dest.parent / f".extract-{dest.name}"
+    shutil.rmtree(target, ignore_errors=True)
+    wanted_name = PurePosixPath(member)
+    try:
+        written = extract_archive(
+            archive, target, wanted=lambda rel: rel == wanted_name or rel.name == wanted_name.name
+        )
+        match = find_member([p.relative_to(target) for p in written], member)
+        if match is None:
+            raise FetchError(f"{archive.name} does not contain {member}")
+        source = target / match
+        if expected and sha256_file(source) != expected:
+            raise FetchError(f"{archive.name}:{member}: checksum mismatch: expected sha256 {expected}")
+        source.replace(dest)
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def _progress_cb(progress, label: str):
+    if progress is None:
+        return None
+    task = None
+
+    def update(done: int, total: int | None) -> None:
+        nonlocal task
+        if task is None:
+            task = progress.add_task(f"downloading {label}", total=total)
+        progress.update(task, completed=done, total=total)
+
+    return update
+
+
+# ---------------------------------------------------------------------------------------------
+# Videos
+
+
+def fetch_videos(adapter: CorpusAdapter, cfg: DownloadConfig, layout: Layout, progress=None) -> None:
+    """Download and extract the first video source that can be fetched into ``videos/<corpus>/``."""
+    if cfg.corpus == "synthetic":
+        return
+    problems = []
+    for source in adapter.video_sources:
+        if not source.parts:
+            problems.append(f"  {source.description}: {source.note or 'no direct download'}")
+            continue
+        marker = layout.downloads / f".done-{hashlib.sha256(source.description.encode()).hexdigest()[:12]}"
+        if marker.is_file():
+            return
+        try:
+            parts = []
+            for remote in source.parts:
+                url = remote.resolved_url(hf_endpoint())
+                name = PurePosixPath(url.split("?")[0]).name
+                local = Path(cfg.from_dir) / name if cfg.from_dir else None
+                if local is not None and local.is_file():
+                    parts.append(local)
+                    continue
+                dest = layout.downloads / name
+                if not dest.is_file():
+                    download_url(url, dest, sha256=remote.sha256, on_progress=_progress_cb(progress, name))
+                parts.append(dest)
+            if all(p.name.endswith(".zip") for p in parts):
+                for part in parts:
+                    extract_archive(part, layout.videos)
+            else:
+                extract_archive(parts, layout.videos)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(source.description)
+            return
+        except FetchError as exc:
+            problems.append(f"  {source.description}: {exc}")
+    raise FetchError(f"could not fetch the {cfg.corpus} videos:\n" + "\n".join(problems))
+
+
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".mov",
+    ".mpg",
+    ".mpeg",
+    ".m4v",
+    ".3gp",
+    ".3g2",
+    ".wmv",
+    ".mts",
+    ".m2ts",
+    ".flv",
+}
+
+
+def index_video_folder(folder: Path) -> dict[str, tuple[str, int, int]]:
+    """Base name -> (path relative to the folder, size, mtime_ns) for every file below it.
+
+    Files without a known video suffix are indexed too: DiDeMo names can end in a bare dot.
+    """
+    index: dict[str, tuple[str, int, int]] = {}
+    if not folder.is_dir():
+        return index
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.endswith((".part", ".tmp", ".json", ".txt")):
+                continue
+            full = Path(dirpath) / name
+            stat = full.stat()
+            index.setdefault(name, (full.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return index
+
+
+def resolve_video(
+    adapter: CorpusAdapter, video_id: str, index: dict[str, tuple[str, int, int]]
+) -> tuple[str, bool]:
+    """(relative path, found) for a video id: the first candidate name present on disk."""
+    candidates = adapter.video_candidates(video_id)
+    for name in candidates:
+        if name in index:
+            return index[name][0], True
+    return candidates[0], False
+
+
+def _probe_all(layout: Layout, resolved, cache: dict, progress=None) -> dict[str, ProbeResult]:
+    results: dict[str, ProbeResult] = {}
+    todo: list[tuple[str, Path, list]] = []
+    for video_id, (rel, found) in resolved.items():
+        if not found:
+            results[video_id] = ProbeResult("missing")
+            continue
+        path = layout.videos / rel
+        stat = path.stat()
+        key = [stat.st_size, stat.st_mtime_ns]
+        cached = cache.get(rel)
+        if cached and cached[0] == key:
+            results[video_id] = ProbeResult(**cached[1])
+        else:
+            todo.append((video_id, path, key))
+    if todo:
+        task = progress.add_task("probing videos", total=len(todo)) if progress else None
+        probed = probe_many(
+            [p for _, p, _ in todo], on_done=(lambda: progress.advance(task)) if progress else None
+        )
+        for (video_id, path, key), result in zip(todo, probed, strict=True):
+            results[video_id] = result
+            cache[path.relative_to(layout.videos).as_posix()] = [key, result.as_dict()]
+    return results
+
+
+def _apply_video_state(rows: list[QueryRow], resolved, probes: dict[str, ProbeResult]) -> None:
+    for row in rows:
+        row.video_path = resolved[row.video_id][0]
+        status = probes[row.video_id].status
+        if status != "ok":
+            row.flags.add(f"video_{status}")
+
+
+def write_videos_table(layout: Layout, annotated: dict[str, float], resolved, probes) -> None:
+    records = []
+    for video_id in sorted(annotated):
+        probe = probes[video_id]
+        records.append(
+            {
+                "video_id": video_id,
+                "video_path": resolved[video_id][0],
+                "status": probe.status,
+                "duration_annotation": annotated[video_id],
+                "duration_probe": probe.duration,
+                "fps": probe.fps,
+                "width": probe.width,
+                "height": probe.height,
+                "bytes": probe.bytes,
+                "sha256": None,
+                "error": probe.error,
+            }
+        )
+    write_table_atomic(pa.Table.from_pylist(records, schema=VIDEO_SCHEMA), layout.out / "videos.parquet")
+
+
+def _written_video_ids(layout: Layout, splits: list[str]) -> dict[str, float]:
+    ids: dict[str, float] = {}
+    for split in splits:
+        path = layout.out / f"{split}.parquet"
+        if path.is_file():
+            table = pq.read_table(path, columns=["video_id", "duration"])
+            for vid, duration in zip(
+                table["video_id"].to_pylist(), table["duration"].to_pylist(), strict=True
+            ):
+                ids.setdefault(vid, duration)
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping
+
+
+def _context(
+    cfg: DownloadConfig, files: dict[str, Path], hashes: dict[Path, str], durations=None
+) -> ParseContext:
+    return ParseContext(
+        strict=cfg.strict,
+        file_hashes={path.name: hashes[path] for path in files.values()},
+        probe_durations=durations or {},
+        options=cfg.options(),
+    )
+
+
+def _fingerprint(adapter, split, files, hashes, cfg: DownloadConfig, video_index) -> str:
+    payload = {
+        "toolkit": __version__,
+        "schema": SCHEMA_VERSION,
+        "corpus": adapter.name,
+        "split": split,
+        "inputs": sorted((name, hashes[path]) for name, path in files.items()),
+        "options": cfg.options(),
+        "videos": sorted(video_index.values()),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _summarize(split: str, rows: list[QueryRow]) -> SplitSummary:
+    flags = Counter(flag for row in rows for flag in row.flags)
+    videos: dict[str, set[str]] = {}
+    for row in rows:
+        videos.setdefault(row.video_id, set()).update(f for f in row.flags if f.startswith("video_"))
+    return SplitSummary(
+        split,
+        queries=len(rows),
+        videos=len(videos),
+        videos_missing=sum("video_missing" in f for f in videos.values()),
+        videos_corrupt=sum("video_corrupt" in f for f in videos.values()),
+        flags=dict(sorted(flags.items())),
+    )
+
+
+def _counts(summary: SplitSummary) -> dict[str, Any]:
+    return {
+        "queries": summary.queries,
+        "videos": summary.videos,
+        "videos_missing": summary.videos_missing,
+        "videos_corrupt": summary.videos_corrupt,
+        "flags": summary.flags,
+    }
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

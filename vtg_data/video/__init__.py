@@ -1,0 +1,1 @@
+"""Video access: probing files now; frame sampling and decoding live here too."""
