@@ -354,24 +354,6 @@ def fetch_videos(adapter: CorpusAdapter, cfg: DownloadConfig, layout: Layout, pr
     raise FetchError(f"could not fetch the {cfg.corpus} videos:\n" + "\n".join(problems))
 
 
-VIDEO_SUFFIXES = {
-    ".mp4",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".mov",
-    ".mpg",
-    ".mpeg",
-    ".m4v",
-    ".3gp",
-    ".3g2",
-    ".wmv",
-    ".mts",
-    ".m2ts",
-    ".flv",
-}
-
-
 def index_video_folder(folder: Path) -> dict[str, tuple[str, int, int]]:
     """Base name -> (path relative to the folder, size, mtime_ns) for every file below it.
 
