@@ -205,12 +205,13 @@ def convert_windows(
     ref: RecordRef,
     ctx: ParseContext,
     *,
-    scale: float = 1.0,
+    units_per_second: float = 1.0,
     what: str = "window",
 ) -> tuple[list[list[float]], list[list[float]], set[str]]:
     """Native windows -> (seconds windows, raw windows as floats, flags).
 
-    ``scale`` converts native units to seconds (1/fps for frames). Each window is validated and
+    ``units_per_second`` converts native units to seconds (the fps for frame indices); dividing
+    keeps ``147 / 29.4 == 5.0`` exact where multiplying by ``1 / 29.4`` would not. Each window is validated and
     normalized on its own; the flags of all windows are merged.
     """
     if not isinstance(raw_windows, (list, tuple)) or not raw_windows:
@@ -223,7 +224,9 @@ def convert_windows(
         start = as_time(start_raw, f"{what} start", ref)
         end = as_time(end_raw, f"{what} end", ref)
         raw.append([start, end])
-        window, window_flags = normalize_window(start * scale, end * scale, duration, ref, strict=ctx.strict)
+        window, window_flags = normalize_window(
+            start / units_per_second, end / units_per_second, duration, ref, strict=ctx.strict
+        )
         windows.append(window)
         flags |= window_flags
     if len(windows) > 1:

@@ -74,7 +74,7 @@ class TACoS(CorpusAdapter):
         rows = []
         for index, (window, sentence) in enumerate(zip(timestamps, sentences, strict=True)):
             item = RecordRef(ref.file, f"{key}[{index}]")
-            windows, raw, flags = convert_windows([window], duration, item, ctx, scale=1.0 / fps)
+            windows, raw, flags = convert_windows([window], duration, item, ctx, units_per_second=fps)
             query, text_flags = query_text(sentence, item)
             rows.append(
                 QueryRow(
