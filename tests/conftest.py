@@ -34,5 +34,7 @@ def synthetic_root(tmp_path_factory) -> Path:
     from vtg_data.stages.download import DownloadConfig, download
 
     root = tmp_path_factory.mktemp("synthetic")
-    download(DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=4, seed=7, max_duration=20.0)))
+    download(
+        DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=4, seed=7, max_duration=20.0))
+    )
     return root

@@ -20,7 +20,9 @@ def write(tmp_path: Path, name: str, content) -> Path:
     return path
 
 
-def charades_files(tmp_path, lines: str, csv_rows="LEOL6,x,x,5,6,Yes,s,o,d,a,20.5\nAKKWU,x,x,5,6,Yes,s,o,d,a,40.0\n"):
+def charades_files(
+    tmp_path, lines: str, csv_rows="LEOL6,x,x,5,6,Yes,s,o,d,a,20.5\nAKKWU,x,x,5,6,Yes,s,o,d,a,40.0\n"
+):
     header = "id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
     return {
         "charades_sta_train.txt": write(tmp_path, "charades_sta_train.txt", lines),
@@ -29,7 +31,10 @@ def charades_files(tmp_path, lines: str, csv_rows="LEOL6,x,x,5,6,Yes,s,o,d,a,20.
 
 
 def test_charades_train_inverted_lines_are_swapped_and_flagged(tmp_path):
-    files = charades_files(tmp_path, "LEOL6 8.0 7.0##a person sits.\nAKKWU 38.0 13.0##a person runs.\nAKKWU 38.0 13.0##a person runs.\n")
+    files = charades_files(
+        tmp_path,
+        "LEOL6 8.0 7.0##a person sits.\nAKKWU 38.0 13.0##a person runs.\nAKKWU 38.0 13.0##a person runs.\n",
+    )
     rows = parse("charades_sta", "train", files)
     assert [r.windows for r in rows] == [[[7.0, 8.0]], [[13.0, 38.0]], [[13.0, 38.0]]]
     assert all("inverted_swapped" in r.flags for r in rows)
@@ -48,7 +53,11 @@ def test_charades_missing_csv_row_names_the_line(tmp_path):
 
 def test_activitynet_train_quirks(tmp_path):
     data = {
-        "v_0bosp4-pyTM": {"duration": 100.0, "timestamps": [[61.29, 60.71], [1, 2]], "sentences": [" Inverted.", "  Two  spaces."]},
+        "v_0bosp4-pyTM": {
+            "duration": 100.0,
+            "timestamps": [[61.29, 60.71], [1, 2]],
+            "sentences": [" Inverted.", "  Two  spaces."],
+        },
         "v_N7ppHQNikv8": {"duration": 50, "timestamps": [[34.77, 34.77]], "sentences": ["Zero length."]},
     }
     rows = parse("activitynet_captions", "train", {"train.json": write(tmp_path, "train.json", data)})
@@ -75,16 +84,30 @@ def test_qvhighlights_release_test_has_no_ground_truth(tmp_path):
 
 
 def test_qvhighlights_test_with_gt_is_preferred(tmp_path):
-    line = {"qid": 2, "query": "Q.", "duration": 142, "vid": "x_360.0_510.0", "relevant_windows": [[0, 4], [140, 150]]}
+    line = {
+        "qid": 2,
+        "query": "Q.",
+        "duration": 142,
+        "vid": "x_360.0_510.0",
+        "relevant_windows": [[0, 4], [140, 150]],
+    }
     gt = write(tmp_path, "highlight_test_with_gt.jsonl", json.dumps(line))
-    release = write(tmp_path, "highlight_test_release.jsonl", json.dumps({k: line[k] for k in ("qid", "query", "duration", "vid")}))
-    (row,) = parse("qvhighlights", "test", {"highlight_test_with_gt.jsonl": gt, "highlight_test_release.jsonl": release})
+    release = write(
+        tmp_path,
+        "highlight_test_release.jsonl",
+        json.dumps({k: line[k] for k in ("qid", "query", "duration", "vid")}),
+    )
+    (row,) = parse(
+        "qvhighlights", "test", {"highlight_test_with_gt.jsonl": gt, "highlight_test_release.jsonl": release}
+    )
     assert row.has_gt and row.windows == [[0.0, 4.0], [140.0, 142.0]]
     assert {"multi_window", "end_clamped"} <= row.flags
 
 
 def test_tacos_end_frame_past_num_frames(tmp_path):
-    data = {"s13-d21.avi": {"num_frames": 294, "fps": 29.4, "timestamps": [[147, 300]], "sentences": ["He cuts"]}}
+    data = {
+        "s13-d21.avi": {"num_frames": 294, "fps": 29.4, "timestamps": [[147, 300]], "sentences": ["He cuts"]}
+    }
     (row,) = parse("tacos", "train", {"train.json": write(tmp_path, "train.json", data)})
     assert row.windows == [[5.0, 10.0]] and "end_clamped" in row.flags
     assert row.video_path == "s13-d21-cam-002.avi" and row.windows_raw == [[147.0, 300.0]]
@@ -92,10 +115,22 @@ def test_tacos_end_frame_past_num_frames(tmp_path):
 
 def test_didemo_test_split_annotator_variants_and_mean_rule(tmp_path):
     records = [
-        {"annotation_id": 1, "description": "a", "video": "1@N0_22_ab.", "num_segments": 5,
-         "times": [[0, 1], [0, 1], [1, 1], [1, 1], [1, 2]], "dl_link": ""},
-        {"annotation_id": 2, "description": "b", "video": "1@N0_33_cd.mov", "num_segments": 6,
-         "times": [[4, 5]] * 7, "dl_link": ""},
+        {
+            "annotation_id": 1,
+            "description": "a",
+            "video": "1@N0_22_ab.",
+            "num_segments": 5,
+            "times": [[0, 1], [0, 1], [1, 1], [1, 1], [1, 2]],
+            "dl_link": "",
+        },
+        {
+            "annotation_id": 2,
+            "description": "b",
+            "video": "1@N0_33_cd.mov",
+            "num_segments": 6,
+            "times": [[4, 5]] * 7,
+            "dl_link": "",
+        },
     ]
     files = {"test_data.json": write(tmp_path, "test_data.json", records)}
     mode = {r.uid: r for r in parse("didemo", "test", files)}
@@ -107,7 +142,9 @@ def test_didemo_test_split_annotator_variants_and_mean_rule(tmp_path):
     assert mode["didemo/test/2"].windows == [[20.0, 30.0]] and "annotators_7" in mode["didemo/test/2"].flags
     mean = {r.uid: r for r in parse("didemo", "test", files, didemo_consolidation="mean")}
     # mean a = 0.6, mean b = 1.2 -> [round(3.0), round(11.0)] = [3, 11]
-    assert mean["didemo/test/1"].windows == [[3.0, 11.0]] and "consolidated=mean" in mean["didemo/test/1"].flags
+    assert (
+        mean["didemo/test/1"].windows == [[3.0, 11.0]] and "consolidated=mean" in mean["didemo/test/1"].flags
+    )
 
 
 @pytest.mark.parametrize(
@@ -118,9 +155,17 @@ def test_didemo_test_split_annotator_variants_and_mean_rule(tmp_path):
         ('{"v_a": {"duration": 5, "sentences": ["x"]}}', "v_a", "missing field 'timestamps'"),
         ('{"v_a": {"duration": 5, "timestamps": [[NaN, 2]], "sentences": ["x"]}}', "v_a[0]", "not finite"),
         ('{"v_a": {"duration": 5, "timestamps": [[-1, 2]], "sentences": ["x"]}}', "v_a[0]", "negative"),
-        ('{"v_a": {"duration": 5, "timestamps": [[1, 2]], "sentences": ["x", "y"]}}', "v_a", "1 timestamps but 2"),
+        (
+            '{"v_a": {"duration": 5, "timestamps": [[1, 2]], "sentences": ["x", "y"]}}',
+            "v_a",
+            "1 timestamps but 2",
+        ),
         ('{"v_a": {"duration": -5, "timestamps": [[1, 2]], "sentences": ["x"]}}', "v_a", "negative"),
-        ('{"v_a": {"duration": 5, "timestamps": [[1]], "sentences": ["x"]}}', "v_a[0]", "not a [start, end] pair"),
+        (
+            '{"v_a": {"duration": 5, "timestamps": [[1]], "sentences": ["x"]}}',
+            "v_a[0]",
+            "not a [start, end] pair",
+        ),
     ],
 )
 def test_bad_input_names_file_record_and_problem(tmp_path, content, record, problem):
@@ -132,8 +177,17 @@ def test_bad_input_names_file_record_and_problem(tmp_path, content, record, prob
 
 
 def test_all_bad_records_are_reported_together(tmp_path):
-    lines = "\n".join(json.dumps({"qid": i, "query": "q", "duration": 10, "vid": "a_0.0_10.0", "relevant_windows": [[-1, 2]]}) for i in range(3))
+    lines = "\n".join(
+        json.dumps(
+            {"qid": i, "query": "q", "duration": 10, "vid": "a_0.0_10.0", "relevant_windows": [[-1, 2]]}
+        )
+        for i in range(3)
+    )
     with pytest.raises(ValidationFailed) as info:
-        parse("qvhighlights", "val", {"highlight_val_release.jsonl": write(tmp_path, "highlight_val_release.jsonl", lines)})
+        parse(
+            "qvhighlights",
+            "val",
+            {"highlight_val_release.jsonl": write(tmp_path, "highlight_val_release.jsonl", lines)},
+        )
     assert len(info.value.errors) == 3
     assert "line 3" in str(info.value)

@@ -12,7 +12,13 @@ pytestmark = pytest.mark.corpora
 # corpus, split, queries, videos, flags that must be present with these exact counts
 CASES = [
     ("charades_sta", "test", 3720, 1334, {"end_clamped": 562}),
-    ("activitynet_captions", "val_2", 17031, 4885, {"end_clamped": 111, "inverted_swapped": 0, "zero_length": 0}),
+    (
+        "activitynet_captions",
+        "val_2",
+        17031,
+        4885,
+        {"end_clamped": 111, "inverted_swapped": 0, "zero_length": 0},
+    ),
     ("tacos", "test", 4001, 25, {"end_clamped": 5, "duplicate": 567}),
     ("qvhighlights", "val", 1550, 1519, {"multi_window": 530, "end_clamped": 0}),
     ("didemo", "val", 4180, 1094, {"annotators_7": 15, "video_name_bare_dot": 53, "multi_annotator": 4180}),
@@ -46,10 +52,19 @@ def test_counts_and_flags(normalized, corpus, split, queries, videos, flags):
 @pytest.mark.parametrize(("corpus", "split", "queries", "videos", "flags"), CASES)
 def test_windows_are_valid_seconds_inside_the_media(normalized, corpus, split, queries, videos, flags):
     table = normalized[1][corpus].filter(pl.col("has_gt"))
-    windows = table.select("duration", "windows").explode("windows").select(
-        "duration", pl.col("windows").list.get(0).alias("s"), pl.col("windows").list.get(1).alias("e")
+    windows = (
+        table.select("duration", "windows")
+        .explode("windows")
+        .select(
+            "duration", pl.col("windows").list.get(0).alias("s"), pl.col("windows").list.get(1).alias("e")
+        )
     )
-    assert windows.filter((pl.col("s") < 0) | (pl.col("s") > pl.col("e")) | (pl.col("e") > pl.col("duration"))).height == 0
+    assert (
+        windows.filter(
+            (pl.col("s") < 0) | (pl.col("s") > pl.col("e")) | (pl.col("e") > pl.col("duration"))
+        ).height
+        == 0
+    )
 
 
 def test_every_video_is_recorded_missing_without_files(normalized):
@@ -97,7 +112,14 @@ def test_output_is_byte_identical_across_runs(shared_corpora, tmp_path):
     outputs = []
     for run in ("a", "b"):
         root = tmp_path / run
-        download(DownloadConfig("activitynet_captions", root, splits=("val_2",), from_dir=shared_corpora / "activitynet_captions"))
+        download(
+            DownloadConfig(
+                "activitynet_captions",
+                root,
+                splits=("val_2",),
+                from_dir=shared_corpora / "activitynet_captions",
+            )
+        )
         outputs.append((root / "normalized/activitynet_captions/val_2.parquet").read_bytes())
     assert outputs[0] == outputs[1]
 
@@ -121,7 +143,9 @@ def test_checksum_mismatch_from_local_folder_is_rejected(shared_corpora, tmp_pat
     result = download(DownloadConfig("tacos", tmp_path / "root", splits=("test",), from_dir=local))
     assert "checksum mismatch" in result.errors[0]
     assert not (tmp_path / "root/normalized/tacos/test.parquet").exists()
-    accepted = download(DownloadConfig("tacos", tmp_path / "root", splits=("test",), from_dir=local, verify=False))
+    accepted = download(
+        DownloadConfig("tacos", tmp_path / "root", splits=("test",), from_dir=local, verify=False)
+    )
     assert not accepted.errors
 
 
@@ -138,8 +162,22 @@ def test_didemo_probe_duration_replaces_the_segment_estimate(shared_corpora, tmp
     videos = tmp_path / "root" / "videos" / "didemo"
     videos.mkdir(parents=True)
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x48:r=10:d=27", "-c:v", "libx264",
-         "-pix_fmt", "yuv420p", "-f", "mp4", str(videos / record["video"])],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=64x48:r=10:d=27",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "mp4",
+            str(videos / record["video"]),
+        ],
         check=True,
     )
     download(DownloadConfig("didemo", tmp_path / "root", splits=("val",), from_dir=local, verify=False))

@@ -52,7 +52,13 @@ def test_strict_mode_turns_repairs_into_errors_naming_the_record(start, end):
 
 @pytest.mark.parametrize(
     ("value", "problem"),
-    [(math.nan, "not finite"), (-1.0, "negative"), ("3.0", "not a number"), (None, "not a number"), (True, "not a number")],
+    [
+        (math.nan, "not finite"),
+        (-1.0, "negative"),
+        ("3.0", "not a number"),
+        (None, "not a number"),
+        (True, "not a number"),
+    ],
 )
 def test_bad_times_are_rejected_with_the_reason(value, problem):
     with pytest.raises(RecordError, match=problem) as info:

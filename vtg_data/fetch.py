@@ -48,12 +48,10 @@ def hf_token() -> str | None:
     return token_file.read_text().strip() if token_file.is_file() else None
 
 
-def _headers_for(url: str) -> dict[str, str]:
+def _headers(token: str | None) -> dict[str, str]:
     headers = {"User-Agent": "vtg-data"}
-    if url.startswith(hf_endpoint()):
-        token = hf_token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     return headers
 
 
@@ -70,15 +68,20 @@ def download_url(
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 1.0,
+    token: str | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
-    """Fetch ``url`` into ``dest`` (resuming ``dest.part`` if present); returns ``dest``."""
+    """Fetch ``url`` into ``dest`` (resuming ``dest.part`` if present); returns ``dest``.
+
+    ``token`` is sent as a bearer token to this URL only (Hugging Face mirrors); it never appears
+    in messages.
+    """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     attempt = 0
     while True:
         try:
-            _fetch_into(url, part, timeout, on_progress)
+            _fetch_into(url, part, timeout, token, on_progress)
             break
         except _Retryable as exc:
             attempt += 1
@@ -101,9 +104,9 @@ class _Retryable(Exception):
     pass
 
 
-def _fetch_into(url: str, part: Path, timeout: float, on_progress) -> None:
+def _fetch_into(url: str, part: Path, timeout: float, token: str | None, on_progress) -> None:
     have = part.stat().st_size if part.exists() else 0
-    headers = _headers_for(url)
+    headers = _headers(token)
     if have:
         headers["Range"] = f"bytes={have}-"
     request = urllib.request.Request(url, headers=headers)

@@ -33,7 +33,15 @@ from vtg_data.corpora import CorpusAdapter, NativeFile, ParseContext, get_adapte
 from vtg_data.corpora.base import sha256_file
 from vtg_data.corpora.didemo import CONSOLIDATION_RULES
 from vtg_data.corpora.synthetic import SyntheticConfig, generate_synthetic
-from vtg_data.fetch import FetchError, download_url, extract_archive, find_member, hf_endpoint, redact
+from vtg_data.fetch import (
+    FetchError,
+    download_url,
+    extract_archive,
+    find_member,
+    hf_endpoint,
+    hf_token,
+    redact,
+)
 from vtg_data.schema import (
     SCHEMA_VERSION,
     VIDEO_SCHEMA,
@@ -237,6 +245,7 @@ def obtain_native_file(native: NativeFile, cfg: DownloadConfig, layout: Layout, 
     attempts = []
     for remote in native.remotes:
         url = remote.resolved_url(hf_endpoint())
+        token = hf_token() if remote.hf_repo else None
         try:
             if remote.member:
                 archive = layout.downloads / PurePosixPath(url.split("?")[0]).name
@@ -246,7 +255,9 @@ def obtain_native_file(native: NativeFile, cfg: DownloadConfig, layout: Layout, 
                     )
                 _extract_member(archive, remote.member, dest, expected)
             else:
-                download_url(url, dest, sha256=expected, on_progress=_progress_cb(progress, native.name))
+                download_url(
+                    url, dest, sha256=expected, token=token, on_progress=_progress_cb(progress, native.name)
+                )
             return dest
         except FetchError as exc:
             attempts.append(f"  {redact(url)}: {exc}")
@@ -339,7 +350,10 @@ def fetch_videos(adapter: CorpusAdapter, cfg: DownloadConfig, layout: Layout, pr
                     continue
                 dest = layout.downloads / name
                 if not dest.is_file():
-                    download_url(url, dest, sha256=remote.sha256, on_progress=_progress_cb(progress, name))
+                    token = hf_token() if remote.hf_repo else None
+                    download_url(
+                        url, dest, sha256=remote.sha256, token=token, on_progress=_progress_cb(progress, name)
+                    )
                 parts.append(dest)
             if all(p.name.endswith(".zip") for p in parts):
                 for part in parts:
