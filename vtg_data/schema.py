@@ -233,7 +233,7 @@ class QueryRow:
             "flags": sorted(self.flags),
             "benchmarks": sorted(self.benchmarks),
             "provenance": self.provenance,
-            "extra": json.dumps(self.extra, sort_keys=True, separators=(",", ":")),
+            "extra": json.dumps(self.extra, sort_keys=True, separators=(",", ":")) if self.extra else "{}",
         }
 
 

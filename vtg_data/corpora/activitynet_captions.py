@@ -75,7 +75,7 @@ class ActivityNetFormat(CorpusAdapter):
                     windows=windows,
                     windows_raw=raw,
                     raw_unit="sec",
-                    provenance=ctx.provenance(Path(ref.file), item.record),
+                    provenance=ctx.provenance(ref.file, item.record),
                     flags=flags | text_flags,
                     extra=self.extra_for(value, index),
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -83,8 +84,9 @@ class ParseContext:
     probe_durations: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
 
-    def provenance(self, file: Path, record: str) -> dict[str, str]:
-        return {"file": file.name, "sha256": self.file_hashes.get(file.name, ""), "record": record}
+    def provenance(self, file: str | Path, record: str) -> dict[str, str]:
+        name = os.path.basename(file)  # plain string work: this runs once per query
+        return {"file": name, "sha256": self.file_hashes.get(name, ""), "record": record}
 
 
 class CorpusAdapter(ABC):

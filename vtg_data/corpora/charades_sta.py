@@ -105,7 +105,6 @@ class CharadesSTA(CorpusAdapter):
             raise length_ref.error(f"length is not a number: {length_text!r}") from exc
         windows, raw, flags = convert_windows([[start, end]], duration, ref, ctx)
         query, text_flags = query_text(sentence, ref)
-        file = Path(ref.file)
         return [
             QueryRow(
                 uid=f"{self.name}/{split}/L{lineno:05d}",
@@ -120,7 +119,7 @@ class CharadesSTA(CorpusAdapter):
                 windows=windows,
                 windows_raw=raw,
                 raw_unit="sec",
-                provenance=ctx.provenance(file, ref.record),
+                provenance=ctx.provenance(ref.file, ref.record),
                 flags=flags | text_flags,
             )
         ]

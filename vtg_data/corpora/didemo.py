@@ -153,7 +153,7 @@ class DiDeMo(CorpusAdapter):
                 windows_alt=alternatives,
                 windows_raw=[list(c) for c in chunks],
                 raw_unit="chunk5s_inclusive",
-                provenance=ctx.provenance(Path(ref.file), ref.record),
+                provenance=ctx.provenance(ref.file, ref.record),
                 flags=flags | text_flags,
                 extra={
                     "annotation_id": annotation_id,

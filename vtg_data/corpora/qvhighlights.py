@@ -113,7 +113,7 @@ class QVHighlights(CorpusAdapter):
                 windows_raw=raw,
                 raw_unit="sec",
                 has_gt=has_gt,
-                provenance=ctx.provenance(Path(ref.file), ref.record),
+                provenance=ctx.provenance(ref.file, ref.record),
                 flags=flags | text_flags | {"crop_relative"},
                 extra=extra,
             )

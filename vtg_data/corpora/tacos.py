@@ -91,7 +91,7 @@ class TACoS(CorpusAdapter):
                     windows_raw=raw,
                     raw_unit="frame",
                     fps_native=fps,
-                    provenance=ctx.provenance(Path(ref.file), item.record),
+                    provenance=ctx.provenance(ref.file, item.record),
                     flags=flags | text_flags,
                     extra={"num_frames": value["num_frames"]},
                 )
