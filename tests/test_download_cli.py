@@ -227,3 +227,71 @@ def test_synthetic_download_is_deterministic_for_a_seed(tmp_path):
     for table in ("train.parquet", "test.parquet"):
         a = (tmp_path / "a/normalized/synthetic" / table).read_bytes()
         assert a == (tmp_path / "b/normalized/synthetic" / table).read_bytes()
+
+
+def test_didemo_videos_come_one_by_one_from_the_yfcc_bucket(file_server, tmp_path, monkeypatch):
+    from vtg_data.corpora import didemo
+
+    video = tmp_path / "v.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=blue:s=64x48:r=10:d=12",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(video),
+        ],
+        check=True,
+    )
+    digest = "abcdef0123456789"
+    file_server.files[f"/mc/abc/def/{digest}.mp4"] = video.read_bytes()
+    monkeypatch.setattr(didemo, "_AWS", f"{file_server.url}/mc")
+    records = [
+        {
+            "annotation_id": 1,
+            "description": "a",
+            "video": "35034348999@N01_6060447507_dc1a90b8ef.mov",
+            "num_segments": 6,
+            "times": [[2, 2]] * 4,
+            "dl_link": "",
+        },
+        {
+            "annotation_id": 2,
+            "description": "b",
+            "video": "1@N0_999_ab.",
+            "num_segments": 6,
+            "times": [[0, 0]] * 4,
+            "dl_link": "",
+        },
+    ]
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "val_data.json").write_text(json.dumps(records))
+    (local / "yfcc100m_hash.txt").write_text(f"6060447507\t{digest}\n")  # beside the annotations
+    result = run(
+        "download",
+        "didemo",
+        "--root",
+        tmp_path / "r",
+        "--split",
+        "val",
+        "--videos",
+        "--no-verify",
+        "--from",
+        local,
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 video(s) have no known download URL" in " ".join(result.output.split())
+    assert (tmp_path / "r/videos/didemo/35034348999@N01_6060447507_dc1a90b8ef.mp4").is_file()
+    rows = pl.read_parquet(tmp_path / "r/normalized/didemo/val.parquet").sort("uid")
+    first, second = rows.row(0, named=True), rows.row(1, named=True)
+    assert first["duration_source"] == "probe" and first["duration"] == pytest.approx(12.0, abs=0.1)
+    assert first["windows"] == [[10.0, 12.0]] and "video_missing" not in first["flags"]
+    assert "video_missing" in second["flags"] and second["duration_source"] == "num_segments"

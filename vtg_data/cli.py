@@ -99,6 +99,8 @@ def download(
             s.split, str(s.queries), str(s.videos), str(s.videos_missing), str(s.videos_corrupt), flags, state
         )
     out.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if result.errors:
         _fail("\n".join(result.errors))
 

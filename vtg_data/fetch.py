@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import tarfile
 import time
 import urllib.error
@@ -118,7 +119,11 @@ def _fetch_into(url: str, part: Path, timeout: float, token: str | None, on_prog
         if exc.code in RETRY_STATUS:
             raise _Retryable(f"HTTP {exc.code}") from exc
         raise FetchError(f"{redact(url)}: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, socket.gaierror):  # an unknown host does not come back by retrying
+            raise FetchError(f"{redact(url)}: cannot resolve host: {exc.reason}") from exc
+        raise _Retryable(str(exc)) from exc
+    except (TimeoutError, ConnectionError, OSError) as exc:
         raise _Retryable(str(exc)) from exc
     with response:
         if have and response.status == 206:

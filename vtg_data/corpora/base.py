@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,6 +73,8 @@ class VideoSource:
     parts: tuple[Remote, ...] = ()
     kind: str = "official"
     note: str = ""
+    # One file per video, URLs from ``CorpusAdapter.video_urls`` (e.g. DiDeMo on YFCC100M).
+    per_video: bool = False
 
 
 @dataclass
@@ -116,6 +118,12 @@ class CorpusAdapter(ABC):
     def video_candidates(self, video_id: str) -> list[str]:
         """File names under the video root that may hold ``video_id``, best first."""
         return [f"{video_id}.mp4"]
+
+    def video_urls(
+        self, video_ids: list[str], obtain: Callable[[NativeFile], Path]
+    ) -> dict[str, tuple[str, str]]:
+        """video id -> (URL, file name) for a ``per_video`` source; ``obtain`` fetches helper files."""
+        return {}
 
     def check_split(self, split: str) -> None:
         if split not in self.splits:

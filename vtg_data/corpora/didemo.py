@@ -29,11 +29,14 @@ from vtg_data.corpora.base import (
     as_pair,
     load_json,
     query_text,
+    read_text,
     require,
 )
 from vtg_data.schema import QueryRow, RecordRef, as_time, normalize_window
 
 _LM = "https://raw.githubusercontent.com/LisaAnne/LocalizingMoments/master/data"
+_AWS = "https://multimedia-commons.s3-us-west-2.amazonaws.com/data/videos/mp4"
+HASH_FILE = NativeFile("yfcc100m_hash.txt", (Remote(f"{_LM}/yfcc100m_hash.txt"),))
 KNOWN_SHA256 = {"val_data.json": "b0364cc256553332feb19d46bcc4cd2b09774949fe6c0b25e7ed0ff3c6aefebb"}
 CHUNK_SECONDS = 5.0
 CONSOLIDATION_RULES = ("mode", "mean")
@@ -49,7 +52,8 @@ class DiDeMo(CorpusAdapter):
         VideoSource(
             "YFCC100M multimedia-commons bucket, one file per video keyed by yfcc100m_hash.txt",
             kind="official",
-            note="data/videos/mp4/<h[0:3]>/<h[3:6]>/<h>.mp4 on the multimedia-commons S3 bucket",
+            note="13 videos are not on the bucket; the authors ship them separately",
+            per_video=True,
         ),
         VideoSource(
             "VideoMind-Dataset mirror (split tar.gz, 2 parts)",
@@ -182,7 +186,29 @@ class DiDeMo(CorpusAdapter):
     def video_candidates(self, video_id: str) -> list[str]:
         stem = video_id.rstrip(".")
         names = [video_id] if not video_id.endswith(".") else []
-        names += [stem, f"{stem}.mp4"]
-        if "." in stem:
-            names.append(f"{stem.rsplit('.', 1)[0]}.mp4")
+        names += [stem, f"{stem}.mp4", _mp4_name(video_id)]
         return list(dict.fromkeys(names))
+
+    def video_urls(self, video_ids, obtain) -> dict[str, tuple[str, str]]:
+        """The YFCC100M mp4 of each video: Flickr id (middle token of the name) -> hash -> URL."""
+        hashes: dict[str, str] = {}
+        for line in read_text(obtain(HASH_FILE)).splitlines():
+            parts = line.split()
+            if len(parts) >= 2:
+                hashes[parts[0]] = parts[1]
+        urls = {}
+        for video_id in video_ids:
+            parts = video_id.split("_")
+            digest = hashes.get(parts[1]) if len(parts) >= 3 else None
+            if digest and len(digest) >= 6:
+                urls[video_id] = (f"{_AWS}/{digest[:3]}/{digest[3:6]}/{digest}.mp4", _mp4_name(video_id))
+        return urls
+
+
+def _mp4_name(video_id: str) -> str:
+    """``owner_id_secret.mov`` -> ``owner_id_secret.mp4``; a bare trailing dot is dropped."""
+    stem = video_id.rstrip(".")
+    parts = stem.split("_")
+    if len(parts) >= 3 and "." in parts[-1]:
+        stem = stem.rsplit(".", 1)[0]
+    return f"{stem}.mp4"

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -102,6 +103,7 @@ class DownloadResult:
     corpus: str
     out_dir: Path
     splits: list[SplitSummary]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
@@ -138,8 +140,14 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
         except (FetchError, RecordError, OSError) as exc:
             summaries[split].error = str(exc)
 
+    warnings: list[str] = []
     if cfg.videos:
-        fetch_videos(adapter, cfg, layout, progress)
+        try:
+            warnings += fetch_videos(
+                adapter, cfg, layout, _annotated_video_ids(adapter, inputs, cfg), progress
+            )
+        except FetchError as exc:  # the annotations are still normalized; the videos count as missing
+            warnings.append(str(exc))
     video_index = index_video_folder(layout.videos)
 
     manifest = _load_json(layout.out / MANIFEST) or {}
@@ -209,7 +217,7 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
         if cfg.corpus == "synthetic":
             manifest["synthetic"] = asdict(cfg.synthetic)
         _write_json(layout.out / MANIFEST, manifest)
-    return DownloadResult(cfg.corpus, layout.out, [summaries[s] for s in splits])
+    return DownloadResult(cfg.corpus, layout.out, [summaries[s] for s in splits], warnings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,45 +335,92 @@ def _progress_cb(progress, label: str):
 # Videos
 
 
-def fetch_videos(adapter: CorpusAdapter, cfg: DownloadConfig, layout: Layout, progress=None) -> None:
-    """Download and extract the first video source that can be fetched into ``videos/<corpus>/``."""
+def fetch_videos(
+    adapter: CorpusAdapter, cfg: DownloadConfig, layout: Layout, video_ids: list[str], progress=None
+) -> list[str]:
+    """Fetch the first video source that works into ``videos/<corpus>/``; returns warnings.
+
+    Archive sources are downloaded (resumable) and extracted once (a marker records it). Per-video
+    sources fetch each missing file; a video that cannot be fetched is reported and later counted
+    as missing, it does not stop the run.
+    """
     if cfg.corpus == "synthetic":
-        return
+        return []
     problems = []
     for source in adapter.video_sources:
-        if not source.parts:
-            problems.append(f"  {source.description}: {source.note or 'no direct download'}")
-            continue
-        marker = layout.downloads / f".done-{hashlib.sha256(source.description.encode()).hexdigest()[:12]}"
-        if marker.is_file():
-            return
         try:
-            parts = []
-            for remote in source.parts:
-                url = remote.resolved_url(hf_endpoint())
-                name = PurePosixPath(url.split("?")[0]).name
-                local = Path(cfg.from_dir) / name if cfg.from_dir else None
-                if local is not None and local.is_file():
-                    parts.append(local)
-                    continue
-                dest = layout.downloads / name
-                if not dest.is_file():
-                    token = hf_token() if remote.hf_repo else None
-                    download_url(
-                        url, dest, sha256=remote.sha256, token=token, on_progress=_progress_cb(progress, name)
-                    )
-                parts.append(dest)
-            if all(p.name.endswith(".zip") for p in parts):
-                for part in parts:
-                    extract_archive(part, layout.videos)
-            else:
-                extract_archive(parts, layout.videos)
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(source.description)
-            return
+            if source.per_video:
+                return _fetch_per_video(adapter, cfg, layout, video_ids, progress)
+            if not source.parts:
+                problems.append(f"  {source.description}: {source.note or 'no direct download'}")
+                continue
+            _fetch_archives(source, cfg, layout, progress)
+            return []
         except FetchError as exc:
             problems.append(f"  {source.description}: {exc}")
     raise FetchError(f"could not fetch the {cfg.corpus} videos:\n" + "\n".join(problems))
+
+
+def _fetch_archives(source, cfg: DownloadConfig, layout: Layout, progress=None) -> None:
+    marker = layout.downloads / f".done-{hashlib.sha256(source.description.encode()).hexdigest()[:12]}"
+    if marker.is_file():
+        return
+    parts = []
+    for remote in source.parts:
+        url = remote.resolved_url(hf_endpoint())
+        name = PurePosixPath(url.split("?")[0]).name
+        local = Path(cfg.from_dir) / name if cfg.from_dir else None
+        if local is not None and local.is_file():
+            parts.append(local)
+            continue
+        dest = layout.downloads / name
+        if not dest.is_file():
+            token = hf_token() if remote.hf_repo else None
+            download_url(
+                url, dest, sha256=remote.sha256, token=token, on_progress=_progress_cb(progress, name)
+            )
+        parts.append(dest)
+    if all(p.name.endswith(".zip") for p in parts):
+        for part in parts:
+            extract_archive(part, layout.videos)
+    else:
+        extract_archive(parts, layout.videos)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(source.description)
+
+
+def _fetch_per_video(
+    adapter, cfg: DownloadConfig, layout: Layout, video_ids: list[str], progress=None
+) -> list[str]:
+    urls = adapter.video_urls(
+        sorted(video_ids), lambda native: obtain_native_file(native, cfg, layout, progress)
+    )
+    if not urls:
+        raise FetchError("no download URL is known for any of the videos")
+    todo = [
+        (url, layout.videos / name) for url, name in urls.values() if not (layout.videos / name).is_file()
+    ]
+    task = progress.add_task("downloading videos", total=len(todo)) if progress and todo else None
+    failures: list[str] = []
+
+    def fetch(item):
+        url, dest = item
+        try:
+            download_url(url, dest, retries=2)
+        except FetchError as exc:
+            failures.append(str(exc))
+        if task is not None:
+            progress.advance(task)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(fetch, todo))
+    warnings = []
+    if failures:
+        warnings.append(f"{len(failures)} video(s) could not be downloaded, e.g. {sorted(failures)[0]}")
+    unknown = len(video_ids) - len(urls)
+    if unknown:
+        warnings.append(f"{unknown} video(s) have no known download URL")
+    return warnings
 
 
 def index_video_folder(folder: Path) -> dict[str, tuple[str, int, int]]:
@@ -469,6 +524,21 @@ def _written_video_ids(layout: Layout, splits: list[str]) -> dict[str, float]:
 
 # ---------------------------------------------------------------------------------------------
 # Bookkeeping
+
+
+def _annotated_video_ids(
+    adapter: CorpusAdapter, inputs: dict[str, dict[str, Path]], cfg: DownloadConfig
+) -> list[str]:
+    """Video ids of every split that parses; a split that does not is reported later by the parse."""
+    ids: set[str] = set()
+    for split, files in inputs.items():
+        try:
+            ids.update(
+                row.video_id for row in adapter.parse(split, files, ParseContext(options=cfg.options()))
+            )
+        except (ValidationFailed, RecordError):
+            continue
+    return sorted(ids)
 
 
 def _context(
