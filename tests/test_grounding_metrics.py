@@ -1,0 +1,79 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vtg_data.grounding.metrics import (
+    SampleScore,
+    best_match,
+    bootstrap_ci,
+    grounding_report,
+    iop,
+    iou,
+    is_hit,
+    summarize,
+)
+
+window = st.tuples(st.floats(0, 1000, allow_nan=False), st.floats(0, 1000, allow_nan=False)).map(
+    lambda p: (min(p), max(p))
+)
+
+
+@given(window, window)
+def test_iou_is_symmetric_and_bounded(a, b):
+    assert iou(a, b) == pytest.approx(iou(b, a))
+    assert 0.0 <= iou(a, b) <= 1.0
+
+
+@given(window)
+def test_iou_identity(a):
+    assert iou(a, a) == 1.0
+
+
+@given(window, window)
+def test_iou_is_at_most_iop(a, b):
+    assert iou(a, b) <= iop(a, b) + 1e-9
+
+
+def test_known_values():
+    assert iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert iou((0, 10), (10, 20)) == 0.0
+    assert iou((4.97, 4.97), (4.97, 4.97)) == 1.0 and iou((4.97, 4.97), (0, 10)) == 0.0
+    assert iop((2, 4), (0, 10)) == 1.0 and iop((8, 12), (0, 10)) == 0.5
+    assert best_match((134, 140), [(0, 4), (134, 138), (140, 150)]) == (pytest.approx(4 / 6), 4 / 6)
+
+
+def test_hit_rules_differ_only_at_the_threshold():
+    assert is_hit(0.5, 0.5, ">=") and not is_hit(0.5, 0.5, ">")
+    assert is_hit(0.51, 0.5, ">") and not is_hit(0.49, 0.5, ">=")
+    with pytest.raises(ValueError):
+        is_hit(0.5, 0.5, "~")
+
+
+def scores(values, source="a", status="ok"):
+    return [SampleScore(f"u{i}", source, v, v, status) for i, v in enumerate(values)]
+
+
+def test_summary_and_report():
+    data = (
+        scores([1.0, 0.5, 0.3, 0.0])
+        + scores([0.7], source="b")
+        + scores([0.0], source="b", status="no_window")
+    )
+    summary = summarize(data, thresholds=(0.3, 0.5, 0.7))
+    assert summary["n"] == 6
+    assert summary["R1@0.5"] == pytest.approx(100 * 3 / 6)
+    assert summary["mIoU"] == pytest.approx(100 * 2.5 / 6)
+    assert summarize(data, thresholds=(0.5,), rule=">")["R1@0.5"] == pytest.approx(100 * 2 / 6)
+    report = grounding_report(data, thresholds=(0.3, 0.5, 0.7), resamples=200)
+    assert report["by_source"]["b"]["n"] == 2 and report["parse_failures"] == {"no_window": 1}
+    low, high = report["ci95"]["mIoU"]
+    assert low <= summary["mIoU"] <= high
+
+
+def test_bootstrap_is_seeded_and_narrows_with_more_queries():
+    few = scores([0.1, 0.9] * 5)
+    many = scores([0.1, 0.9] * 200)
+    a = bootstrap_ci(few, ["mIoU"], resamples=300, seed=1)["mIoU"]
+    assert a == bootstrap_ci(few, ["mIoU"], resamples=300, seed=1)["mIoU"]
+    b = bootstrap_ci(many, ["mIoU"], resamples=300, seed=1)["mIoU"]
+    assert (b[1] - b[0]) < (a[1] - a[0])

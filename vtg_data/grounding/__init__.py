@@ -1,0 +1,1 @@
+"""The science: answer parsing, metrics, rewards, prompts."""

@@ -1,0 +1,121 @@
+"""Rewards shared by the RL trainer and the difficulty scorer: plain functions over
+(completion text, sample), where a sample is a mapping with ``windows`` and ``duration`` (a
+normalized row).
+
+- ``format_reward``: ``strict`` asks for exactly one reasoning block then exactly one answer
+  block and nothing else; ``lenient`` is TVG-R1's released rule (``<think>.*</think>.*<time>.*
+  </time>.*``, anything may follow).
+- ``iou_reward``: IoU of the first parsed window with the best-matching ground-truth window.
+- ``timestamp_iou_reward``: IoU x (1 - |ds| / d) x (1 - |de| / d) (Time-R1's ``iou_v2``), so a
+  near miss earns more than a far one.
+
+Presets (``PRESETS``): ``tvg_r1`` = 0.1 format(lenient) + 0.9 IoU(strict parse), as released;
+``time_r1`` = timestamp-aware IoU + format (think/answer); ``iou_only``. A result keeps each
+component and the parse status, so a trainer can log them and count parse failures.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from vtg_data.grounding.metrics import iou
+from vtg_data.grounding.parse import ParseResult, parse_answer
+
+ANSWER_STYLES = ("think_time", "time", "think_answer")
+_ANSWER_TAG = {"think_time": "time", "time": "time", "think_answer": "answer"}
+_LENIENT = {
+    "think_time": re.compile(r"^<think>.*</think>.*<time>.*</time>.*$", re.DOTALL),
+    "time": re.compile(r"^<time>.*</time>.*$", re.DOTALL),
+    "think_answer": re.compile(r"^<think>.*</think>.*<answer>.*</answer>.*$", re.DOTALL),
+}
+
+
+def _strict_pattern(style: str) -> re.Pattern:
+    tag = _ANSWER_TAG[style]
+    answer = rf"<{tag}>(?:(?!</?{tag}>|</?think>).)*</{tag}>"
+    think = r"<think>(?:(?!</?think>|</?time>|</?answer>).)*</think>\s*" if style != "time" else ""
+    return re.compile(rf"^\s*{think}{answer}\s*$", re.DOTALL)
+
+
+_STRICT = {style: _strict_pattern(style) for style in ANSWER_STYLES}
+
+
+def format_reward(text: str, style: str = "think_time", mode: str = "strict") -> float:
+    if style not in ANSWER_STYLES:
+        raise ValueError(f"unknown answer style {style!r}; choose one of {ANSWER_STYLES}")
+    if mode not in ("strict", "lenient"):
+        raise ValueError(f"unknown format mode {mode!r}")
+    patterns = _STRICT if mode == "strict" else _LENIENT
+    return 1.0 if isinstance(text, str) and patterns[style].match(text) else 0.0
+
+
+def _gt(sample: Mapping) -> tuple[list, float]:
+    windows = [tuple(w) for w in sample["windows"]]
+    if not windows:
+        raise ValueError(f"sample {sample.get('uid', '?')} has no ground-truth window to reward against")
+    return windows, float(sample["duration"])
+
+
+def _first_window(parsed: ParseResult):
+    return parsed.windows[0] if parsed.ok and parsed.windows else None
+
+
+def iou_reward(text: str, sample: Mapping, parse_mode: str = "tolerant") -> float:
+    windows, duration = _gt(sample)
+    pred = _first_window(parse_answer(text, duration if parse_mode == "tolerant" else None, parse_mode))
+    return 0.0 if pred is None else max(iou(pred, gt) for gt in windows)
+
+
+def timestamp_iou_reward(text: str, sample: Mapping, parse_mode: str = "tolerant") -> float:
+    windows, duration = _gt(sample)
+    pred = _first_window(parse_answer(text, duration if parse_mode == "tolerant" else None, parse_mode))
+    if pred is None:
+        return 0.0
+    gt = max(windows, key=lambda w: iou(pred, w))
+    near_start = max(0.0, 1.0 - abs(pred[0] - gt[0]) / duration)
+    near_end = max(0.0, 1.0 - abs(pred[1] - gt[1]) / duration)
+    return iou(pred, gt) * near_start * near_end
+
+
+@dataclass(frozen=True)
+class RewardPreset:
+    name: str
+    weights: dict[str, float]  # component -> weight; components: format, iou, timestamp_iou
+    parse_mode: str = "tolerant"
+    answer_style: str = "think_time"
+    format_mode: str = "strict"
+
+
+@dataclass(frozen=True)
+class RewardResult:
+    total: float
+    components: dict[str, float] = field(default_factory=dict)
+    parse_status: str = "ok"
+    parse_reason: str = ""
+
+
+PRESETS: dict[str, RewardPreset] = {
+    "tvg_r1": RewardPreset("tvg_r1", {"format": 0.1, "iou": 0.9}, parse_mode="strict", format_mode="lenient"),
+    "time_r1": RewardPreset("time_r1", {"format": 1.0, "timestamp_iou": 1.0}, answer_style="think_answer"),
+    "iou_only": RewardPreset("iou_only", {"iou": 1.0}),
+}
+
+
+def compute_reward(text: str, sample: Mapping, preset: str | RewardPreset = "tvg_r1") -> RewardResult:
+    spec = PRESETS[preset] if isinstance(preset, str) else preset
+    windows, duration = _gt(sample)
+    parsed = parse_answer(text, duration if spec.parse_mode == "tolerant" else None, spec.parse_mode)
+    components: dict[str, float] = {}
+    for name in spec.weights:
+        if name == "format":
+            components[name] = format_reward(text, spec.answer_style, spec.format_mode)
+        elif name == "iou":
+            components[name] = iou_reward(text, sample, spec.parse_mode)
+        elif name == "timestamp_iou":
+            components[name] = timestamp_iou_reward(text, sample, spec.parse_mode)
+        else:
+            raise ValueError(f"unknown reward component {name!r}")
+    total = sum(spec.weights[name] * value for name, value in components.items())
+    return RewardResult(total, components, parsed.status, parsed.reason)
