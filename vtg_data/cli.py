@@ -148,6 +148,69 @@ def stats(
     )
 
 
+@app.command("eval")
+def eval_command(
+    predictions: Path = typer.Option(
+        ..., "--predictions", help="JSONL: uid + text|windows, or qid + pred_relevant_windows."
+    ),
+    gt: Path = typer.Option(..., "--gt", help="Normalized Parquet table(s), or a QVHighlights JSONL."),
+    fmt: str = typer.Option("auto", "--format", help="auto | vtg | qvhighlights"),
+    parse_mode: str = typer.Option("tolerant", "--parse-mode", help="tolerant | strict (TVG-R1's rule)"),
+    hit_rule: str = typer.Option(">=", "--hit-rule", help="'>=' or '>' (IoU against a threshold)"),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples for the 95% intervals (0: none)."),
+    allow_missing: bool = typer.Option(
+        False, "--allow-missing", help="Score only queries that have a prediction."
+    ),
+    out_path: Path | None = typer.Option(None, "--out", help="Where to write metrics.json."),
+) -> None:
+    """Score predictions: R1@{0.1..0.9}, mIoU, IoP (or QVHighlights R1/mAP), printed as a markdown table."""
+    from vtg_data.evaluate import EvalConfig, EvalInputError, evaluate, markdown_table, write_metrics
+
+    try:
+        result = evaluate(EvalConfig(predictions, gt, fmt, parse_mode, hit_rule, bootstrap=bootstrap,
+                                     allow_missing=allow_missing))  # fmt: skip
+    except (EvalInputError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    print(markdown_table(result))
+    counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+    console.print(
+        f"[dim]{counts}; parser {result.card['parse_mode']}, hit rule {result.card['hit_rule']}[/dim]"
+    )
+    if out_path is not None:
+        write_metrics(result, out_path)
+
+
+@app.command("check-leakage")
+def check_leakage_command(
+    train: list[Path] = typer.Option(..., "--train", help="Training table(s) or folder(s)."),
+    bench: list[Path] = typer.Option(..., "--bench", help="Benchmark table(s) or folder(s)."),
+    drop: Path | None = typer.Option(
+        None, "--drop", help="Write the training tables without overlapping videos here."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Overlap between training and benchmark tables, by video and by (video, query)."""
+    from vtg_data.leakage import check_leakage, write_kept
+
+    try:
+        report = check_leakage(list(train), list(bench))
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        table = Table(title=f"leakage: {report.rows_video_overlap} of {report.train_rows} training rows share a video "
+                            f"with the benchmark ({report.shared_videos} videos; {report.rows_query_overlap} also the query)")  # fmt: skip
+        for column in ("train source", "bench source", "rows", "videos"):
+            table.add_column(column)
+        for pair in report.by_pair:
+            table.add_row(pair["train_source"], pair["bench_source"], str(pair["rows"]), str(pair["videos"]))
+        out.print(table)
+    if drop is not None:
+        for path in write_kept(report, drop):
+            console.print(f"wrote {path}")
+
+
 @app.command()
 def demo(
     root: Path = typer.Option(Path("demo-output"), "--root", help="Where the demo writes everything."),
