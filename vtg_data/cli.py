@@ -218,23 +218,28 @@ def demo(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Run every stage that exists on the synthetic corpus (CPU, minutes)."""
+    import polars as pl
+
+    from vtg_data.grounding.baselines import prior_windows, write_predictions
+
     console.print(f"[bold]1. synthetic corpus[/bold] -> {root}")
-    download(
-        corpus="synthetic",
-        root=root,
-        split=None,
-        from_dir=None,
-        videos=False,
-        strict=False,
-        verify=True,
-        didemo_consolidation="mode",
-        n_videos=n_videos,
-        seed=seed,
-        min_duration=6.0,
-        max_duration=40.0,
-    )
+    download(corpus="synthetic", root=root, split=None, from_dir=None, videos=False, strict=False, verify=True,
+             didemo_consolidation="mode", n_videos=n_videos, seed=seed, min_duration=6.0, max_duration=40.0)  # fmt: skip
+    normalized = root / "normalized" / "synthetic"
     console.print("[bold]2. statistics[/bold]")
-    stats(path=root / "normalized" / "synthetic", as_json=False)
+    stats(path=normalized, as_json=False)
+    console.print("[bold]3. moment-prior baseline predictions on the test split[/bold]")
+    predictions = write_predictions(
+        prior_windows(
+            pl.read_parquet(normalized / "train.parquet"), pl.read_parquet(normalized / "test.parquet")
+        ),
+        root / "eval" / "prior_predictions.jsonl",
+    )
+    console.print(f"wrote {predictions}")
+    console.print("[bold]4. scoring[/bold]")
+    eval_command(predictions=predictions, gt=normalized / "test.parquet", fmt="auto", parse_mode="tolerant",
+                 hit_rule=">=", bootstrap=1000, allow_missing=False, out_path=root / "eval" / "metrics.json")  # fmt: skip
+    console.print(f"metrics: {root / 'eval' / 'metrics.json'}")
 
 
 if __name__ == "__main__":
