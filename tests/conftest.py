@@ -38,3 +38,20 @@ def synthetic_root(tmp_path_factory) -> Path:
         DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=4, seed=7, max_duration=20.0))
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The tiny random Qwen2.5-VL, built offline once per session."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("torchvision")
+    from vtg_data.lvlm.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def hf_backend(tiny_model):
+    from vtg_data.lvlm.hf import HFBackend
+
+    return HFBackend(tiny_model, batch_size=4)

@@ -211,6 +211,18 @@ def check_leakage_command(
             console.print(f"wrote {path}")
 
 
+@app.command("make-tiny-model")
+def make_tiny_model_command(
+    out_dir: Path = typer.Argument(..., help="Folder to write the model, tokenizer and processor to."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a random-weight Qwen2.5-VL-architecture model built offline (for tests and demos)."""
+    from vtg_data.lvlm.tiny import make_tiny_model
+
+    path = make_tiny_model(out_dir, seed=seed)
+    console.print(f"wrote {path}")
+
+
 @app.command()
 def demo(
     root: Path = typer.Option(Path("demo-output"), "--root", help="Where the demo writes everything."),

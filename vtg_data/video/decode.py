@@ -17,6 +17,7 @@ import json
 import multiprocessing
 import re
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -113,7 +114,6 @@ def sample_frames(
     if backend == "ffmpeg" or timeout is None:
         frames, timestamps = decode(str(path), plan, timeout)
     else:
-        _import_backend(backend)  # once, here: the forked child inherits it instead of importing again
         frames, timestamps = _isolated(decode, str(path), plan, timeout)
     if frames.shape != (len(plan.indices), plan.height, plan.width, 3):
         raise DecodeError(
@@ -192,14 +192,6 @@ def _decode_ffmpeg(path: str, plan: SamplingPlan, timeout: float | None):
     return frames, np.asarray(timestamps)
 
 
-def _import_backend(backend: str) -> None:
-    if backend == "decord":
-        import decord  # noqa: F401
-    elif backend == "torchcodec":
-        import torchcodec.decoders  # noqa: F401
-        import torchvision.transforms.v2  # noqa: F401
-
-
 _DECODERS: dict[str, Callable] = {
     "decord": _decode_decord,
     "torchcodec": _decode_torchcodec,
@@ -211,45 +203,81 @@ _DECODERS: dict[str, Callable] = {
 # Isolation: a child process that can be killed when a decoder hangs
 
 
-def _child(conn, decode, path, plan, timeout) -> None:
-    try:
-        frames, timestamps = decode(path, plan, timeout)
-        frames = np.ascontiguousarray(frames, dtype=np.uint8)
-        conn.send(("ok", frames.shape, np.asarray(timestamps, dtype=np.float64)))
-        conn.send_bytes(frames.tobytes())
-    except BaseException as exc:  # report anything to the parent, which raises it
-        conn.send(
-            (
-                "error",
-                str(exc.problem if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"),
-                None,
-            )
+def _worker_loop(conn) -> None:
+    """Body of the decode worker: decode what it is sent until the pipe closes."""
+    while True:
+        try:
+            decode, path, plan, timeout = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            frames, timestamps = decode(path, plan, timeout)
+            frames = np.ascontiguousarray(frames, dtype=np.uint8)
+            conn.send(("ok", frames.shape, np.asarray(timestamps, dtype=np.float64)))
+            conn.send_bytes(frames.tobytes())
+        except BaseException as exc:  # reported to the parent, which raises it
+            problem = exc.problem if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {exc}"
+            conn.send(("error", problem, None))
+
+
+class _DecodeWorker:
+    """A long-lived child process that decodes; killed and replaced when a decode hangs.
+
+    It is spawned (a fresh interpreter), never forked: forking a process whose torch/OpenMP
+    thread pools run can deadlock the child inside the decoder. Spawning costs an interpreter
+    start once; every later decode costs only the transfer of its frames.
+    """
+
+    def __init__(self) -> None:
+        self.process = None
+        self.conn = None
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_worker_loop, args=(child,), daemon=True, name="vtg-data-decoder"
         )
-    finally:
-        conn.close()
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join()
+            self.conn.close()
+        self.process = self.conn = None
+
+    def run(self, decode, path: str, plan: SamplingPlan, timeout: float):
+        if self.process is None or not self.process.is_alive():
+            self._start()
+        try:
+            self.conn.send((decode, path, plan, timeout))
+            if not self.conn.poll(timeout):
+                self.stop()
+                raise DecodeError(path, f"decode timed out after {timeout:.0f} s")
+            status, shape, timestamps = self.conn.recv()
+            if status != "ok":
+                raise DecodeError(path, shape)
+            frames = np.frombuffer(bytearray(self.conn.recv_bytes()), dtype=np.uint8).reshape(
+                shape
+            )  # writable
+            return frames, timestamps
+        except (EOFError, BrokenPipeError, ConnectionResetError) as exc:
+            self.stop()
+            raise DecodeError(path, "decoder process died (crash in the decoding library)") from exc
+
+
+_WORKERS = threading.local()
 
 
 def _isolated(decode, path: str, plan: SamplingPlan, timeout: float):
-    context = multiprocessing.get_context("fork")
-    parent, child = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(child, decode, path, plan, timeout), daemon=True)
-    process.start()
-    child.close()
-    try:
-        if not parent.poll(timeout):
-            raise DecodeError(path, f"decode timed out after {timeout:.0f} s")
-        status, shape, timestamps = parent.recv()
-        if status != "ok":
-            raise DecodeError(path, shape)
-        frames = np.frombuffer(parent.recv_bytes(), dtype=np.uint8).reshape(shape)
-        return frames, timestamps
-    except EOFError as exc:
-        raise DecodeError(path, "decoder process died (crash in the decoding library)") from exc
-    finally:
-        parent.close()
-        if process.is_alive():
-            process.kill()
-        process.join()
+    """Decode in this thread's worker process, so a hang is killed after ``timeout`` seconds."""
+    worker = getattr(_WORKERS, "worker", None)
+    if worker is None:
+        worker = _WORKERS.worker = _DecodeWorker()
+    return worker.run(decode, path, plan, timeout)
 
 
 def _rate(text) -> float | None:

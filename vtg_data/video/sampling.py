@@ -1,10 +1,12 @@
 """Which frames a model sees, and at what size: a policy turned into an exact plan.
 
 The plan is computed from the stream's facts (duration, native fps, frame count, size) before any
-decoding, so every backend decodes the same frames. Frames are taken at the centres of ``n`` equal
-slices of the video, snapped to the frame that is showing at that moment; the model must be told
-``plan.fps = n / duration``, the rate the frames were actually taken at (a wrong fps silently
-rescales every timestamp the model answers with).
+decoding, so every backend decodes the same frames. Frame ``i`` is the one showing at
+``i * duration / n`` (the start of the i-th of ``n`` equal slices, so the first frame is at 0 s);
+the model must be told ``plan.fps = n / duration``, the rate the frames were actually taken at. A
+model that counts time as ``frame index / fps`` (Qwen2.5-VL's temporal positions) then sees each
+frame at its true time, within one native frame; a wrong fps silently rescales every timestamp
+the model answers with.
 """
 
 from __future__ import annotations
@@ -49,10 +51,12 @@ class SamplingPolicy:
 class SamplingPlan:
     indices: tuple[int, ...]
     timestamps: tuple[float, ...]  # planned presentation times; decoders report the real ones
-    fps: float  # frames per second of the sample: what the model must be told
+    fps: float  # frames per second of the sample (n / (native frames / native fps)): tell the model this
     width: int
     height: int
     duration: float
+    native_fps: float = 0.0
+    native_frames: int = 0
 
 
 def frame_count(policy: SamplingPolicy, duration: float, num_frames: int) -> int:
@@ -90,10 +94,13 @@ def plan_sampling(
             f"cannot plan sampling for duration={duration}, fps={native_fps}, frames={num_frames}, size={width}x{height}"
         )
     n = frame_count(policy, duration, num_frames)
-    step = duration / n
+    # Positions and the reported rate use the frames' own time span (frame count / fps): that is
+    # how a processor converts indices back to seconds, so both sides agree exactly.
+    span = num_frames / native_fps
+    step = span / n
     indices = []
     for i in range(n):
-        index = min(num_frames - 1, math.floor((i + 0.5) * step * native_fps))
+        index = min(num_frames - 1, math.floor(i * step * native_fps + 1e-9))
         if indices and index <= indices[-1]:  # very short videos: never repeat a frame
             index = min(num_frames - 1, indices[-1] + 1)
         indices.append(index)
@@ -101,8 +108,10 @@ def plan_sampling(
     return SamplingPlan(
         indices=tuple(indices),
         timestamps=tuple(i / native_fps for i in indices),
-        fps=n / duration,
+        fps=n / span,
         width=w,
         height=h,
         duration=duration,
+        native_fps=native_fps,
+        native_frames=num_frames,
     )

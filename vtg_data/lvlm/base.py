@@ -1,0 +1,112 @@
+"""One interface for every way of asking a vision-language model about a video.
+
+A ``Request`` is chat messages (with a ``{"type": "video"}`` part), the video file and the
+sampling policy for its frames. ``GenerationParams`` say how to sample text (n, temperature,
+top_p, max tokens, seed). A backend answers each request with a ``Response``: n texts, or a
+failure with its reason (a failure is never turned into text or a score). ``identity`` (backend,
+model id, revision) goes into every output's provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vtg_data.video.sampling import SamplingPolicy
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    n: int = 1
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class Request:
+    uid: str
+    messages: list[dict]
+    video: str | None = None
+    policy: SamplingPolicy = field(default_factory=SamplingPolicy)
+
+    def key(self, params: GenerationParams, identity: BackendIdentity) -> str:
+        """Hash of everything that determines the answer: a cache key that a change invalidates."""
+        payload = {
+            "uid": self.uid,
+            "messages": self.messages,
+            "video": self.video,
+            "policy": asdict(self.policy),
+            "params": asdict(params),
+            "model": asdict(identity),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class BackendIdentity:
+    backend: str
+    model: str
+    revision: str = ""
+
+
+@dataclass
+class Response:
+    uid: str
+    texts: list[str] = field(default_factory=list)
+    status: str = "ok"  # "ok" or "failed"
+    error: str | None = None
+    prompt_tokens: int | None = None
+    video: dict[str, Any] | None = None  # what the model was shown: frames, fps, first/last time, size
+    seconds: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class InferenceBackend(ABC):
+    identity: BackendIdentity
+
+    @abstractmethod
+    def generate(
+        self,
+        requests: Sequence[Request],
+        params: GenerationParams,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> Iterator[Response]:
+        """Yield one response per request (in any order); never raise for one bad request."""
+
+    closed: bool = False
+
+    def close(self) -> None:
+        """Release models, clients or engines; subclasses free what they hold."""
+        self.closed = True
+
+
+def video_summary(clip) -> dict[str, Any]:
+    return {
+        "frames": clip.num_frames,
+        "fps": clip.fps,
+        "first": float(clip.timestamps[0]),
+        "last": float(clip.timestamps[-1]),
+        "width": clip.plan.width,
+        "height": clip.plan.height,
+    }

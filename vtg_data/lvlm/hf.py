@@ -1,0 +1,229 @@
+"""The transformers backend: any ``AutoModelForImageTextToText`` whose processor takes videos
+(Qwen2-VL, Qwen2.5-VL, Qwen3-VL families and others with the same processor contract).
+
+What it does that a plain ``generate`` loop does not:
+
+- Each video is decoded once for all the requests on it (requests are grouped by video), resized
+  in the decoder to the model's patch grid, optionally through a frame cache.
+- The processor gets the real timing: ``VideoMetadata`` with the native fps, the native frame
+  count and the indices of the frames taken, so Qwen2.5-VL's ``second_per_grid_ts`` and Qwen3-VL's
+  timestamps are the true ones.
+- The n samples of one prompt share one prefill: the prompt (mostly video tokens) is computed
+  once, its cache is repeated n times, and decoding continues from there. HF's own
+  ``num_return_sequences`` repeats the prompt n times before the prefill.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from vtg_data.lvlm.base import (
+    BackendIdentity,
+    GenerationParams,
+    InferenceBackend,
+    Request,
+    Response,
+    video_summary,
+)
+from vtg_data.video import DecodeError, FrameCache, load_clips
+
+
+def local_revision(folder: Path) -> str:
+    """A revision for a local model folder: config and weight files' names and sizes, hashed."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.suffix in {".json", ".safetensors", ".bin"}:
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes() if path.suffix == ".json" else str(path.stat().st_size).encode())
+    return "local-" + digest.hexdigest()[:12]
+
+
+class HFBackend(InferenceBackend):
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        revision: str | None = None,
+        device: str | None = None,
+        dtype: str = "auto",
+        batch_size: int = 4,
+        decode_backend: str = "decord",
+        frame_cache: FrameCache | None = None,
+        decode_timeout: float | None = 120.0,
+        attn_implementation: str | None = None,
+    ):
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.torch = torch
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        kwargs = {"revision": revision} if revision else {}
+        self.processor = AutoProcessor.from_pretrained(str(model), **kwargs)
+        self.processor.tokenizer.padding_side = "left"
+        load = {"dtype": dtype, **kwargs}
+        if attn_implementation:
+            load["attn_implementation"] = attn_implementation
+        self.model = AutoModelForImageTextToText.from_pretrained(str(model), **load).to(self.device).eval()
+        folder = Path(str(model))
+        resolved = revision or getattr(self.model.config, "_commit_hash", None)
+        if not resolved and folder.is_dir():
+            resolved = local_revision(folder)
+        self.identity = BackendIdentity("hf", str(model), resolved or "")
+        self.batch_size = batch_size
+        self.decode_backend = decode_backend
+        self.frame_cache = frame_cache
+        self.decode_timeout = decode_timeout
+        video_processor = getattr(self.processor, "video_processor", None)
+        if video_processor is None:
+            raise ValueError(
+                f"{model}: the processor has no video processor; this backend needs a video model"
+            )
+        self.patch = video_processor.patch_size * getattr(video_processor, "merge_size", 1)
+        self.temporal_patch = getattr(video_processor, "temporal_patch_size", 1)
+
+    # -----------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        requests: Sequence[Request],
+        params: GenerationParams,
+        on_response: Callable[[Response], None] | None = None,
+    ) -> Iterator[Response]:
+        """Group by video, decode each video once, run prompts in batches of ``batch_size``."""
+        groups: dict[tuple, list[Request]] = {}
+        for request in requests:
+            groups.setdefault((request.video, self._policy(request)), []).append(request)
+        pending: list[tuple[Request, object]] = []
+        for (video, policy), members in groups.items():
+            clip = None
+            if video is not None:
+                _, clip = next(iter(load_clips([video], policy, backend=self.decode_backend, cache=self.frame_cache,
+                                               timeout=self.decode_timeout)))  # fmt: skip
+                if isinstance(clip, DecodeError):
+                    for request in members:
+                        yield self._emit(Response(request.uid, status="failed", error=str(clip)), on_response)
+                    continue
+            for request in members:
+                pending.append((request, clip))
+                if len(pending) == self.batch_size:
+                    yield from self._run_batch(pending, params, on_response)
+                    pending = []
+        if pending:
+            yield from self._run_batch(pending, params, on_response)
+
+    def _policy(self, request: Request):
+        return replace(request.policy, patch=self.patch, frame_multiple=self.temporal_patch)
+
+    @staticmethod
+    def _emit(response: Response, on_response) -> Response:
+        if on_response:
+            on_response(response)
+        return response
+
+    def metadata(self, clip):
+        from transformers.video_utils import VideoMetadata
+
+        plan = clip.plan
+        return VideoMetadata(
+            total_num_frames=plan.native_frames,
+            fps=plan.native_fps,
+            width=plan.width,
+            height=plan.height,
+            duration=plan.duration,
+            video_backend=clip.backend,
+            frames_indices=list(plan.indices),
+        )
+
+    def prepare(self, batch: list[tuple[Request, object]]):
+        """Processor inputs for a batch of (request, clip); the chat template adds the video tokens."""
+        texts = [
+            self.processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+            for request, _ in batch
+        ]
+        clips = [clip for _, clip in batch if clip is not None]
+        kwargs = {}
+        if clips:
+            if len(clips) != len(batch):
+                raise ValueError("a batch mixes requests with and without video")
+            kwargs = {
+                "videos": [clip.frames for clip in clips],
+                "video_metadata": [self.metadata(clip) for clip in clips],
+                "do_sample_frames": False,
+                "do_resize": False,  # frames are already on the patch grid, resized in the decoder
+            }
+            valid = getattr(self.processor.video_processor, "valid_kwargs", None)
+            if valid is not None and "cap_pixels_per_frame" in getattr(valid, "__annotations__", {}):
+                kwargs["cap_pixels_per_frame"] = False  # nothing to cap: the decoder already sized the frames
+        inputs = self.processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+        return inputs.to(self.device)
+
+    def _run_batch(self, batch, params: GenerationParams, on_response) -> Iterator[Response]:
+        start = time.perf_counter()
+        with_video = [item for item in batch if item[1] is not None]
+        without = [item for item in batch if item[1] is None]
+        for part in (with_video, without):
+            if not part:
+                continue
+            try:
+                texts, prompt_tokens = self.sample(part, params)
+            except Exception as exc:  # an out-of-memory or model error fails these requests, not the run
+                for request, _ in part:
+                    yield self._emit(
+                        Response(request.uid, status="failed", error=f"{type(exc).__name__}: {exc}"),
+                        on_response,
+                    )
+                continue
+            elapsed = (time.perf_counter() - start) / len(part)
+            for (request, clip), outputs, tokens in zip(part, texts, prompt_tokens, strict=True):
+                response = Response(
+                    request.uid, outputs, prompt_tokens=tokens, seconds=elapsed,
+                    video=video_summary(clip) if clip is not None else None,
+                )  # fmt: skip
+                yield self._emit(response, on_response)
+
+    def sample(self, batch, params: GenerationParams) -> tuple[list[list[str]], list[int]]:
+        """n completions for each prompt of the batch, with one shared prefill per prompt."""
+        torch = self.torch
+        inputs = self.prepare(batch)
+        ids = inputs.pop("input_ids")
+        mask = inputs.pop("attention_mask")
+        token_types = inputs.pop("mm_token_type_ids", None)
+        prompt_tokens = mask.sum(dim=1).tolist()
+        n = params.n
+        seed_text = "|".join(request.uid for request, _ in batch) + f"|{params.seed}"
+        torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
+        generation = {
+            "max_new_tokens": params.max_tokens,
+            "do_sample": not params.greedy,
+            "pad_token_id": self.processor.tokenizer.pad_token_id,
+        }
+        if not params.greedy:
+            generation.update(temperature=params.temperature, top_p=params.top_p)
+        with torch.inference_mode():
+            inner = getattr(self.model, "model", None)
+            if inner is not None and hasattr(inner, "rope_deltas"):
+                inner.rope_deltas = None  # positions of the previous batch must not leak in
+            prefix = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], **inputs}
+            if token_types is not None:
+                prefix["mm_token_type_ids"] = token_types[:, :-1]
+            cache = self.model(**prefix, use_cache=True).past_key_values
+            if n > 1:
+                cache.batch_repeat_interleave(n)
+                if inner is not None and getattr(inner, "rope_deltas", None) is not None:
+                    inner.rope_deltas = inner.rope_deltas.repeat_interleave(n, dim=0)
+            output = self.model.generate(
+                input_ids=ids.repeat_interleave(n, dim=0),
+                attention_mask=mask.repeat_interleave(n, dim=0),
+                cache=cache,
+                **generation,
+            )
+        new_tokens = output[:, ids.shape[1] :]
+        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return [decoded[i * n : (i + 1) * n] for i in range(len(batch))], prompt_tokens
+
+    def close(self) -> None:
+        del self.model
