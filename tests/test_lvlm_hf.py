@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 from videos import timecode_video
 
@@ -10,6 +9,9 @@ from vtg_data.cli import app
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.lvlm import GenerationParams, Request
 from vtg_data.video import SamplingPolicy, sample_frames
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
 POLICY = SamplingPolicy(fps=2.0, max_frames=8, min_pixels=28 * 28, max_pixels=56 * 112)
 

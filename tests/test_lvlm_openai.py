@@ -9,6 +9,8 @@ from vtg_data.lvlm import GenerationParams, Request
 from vtg_data.lvlm.openai_http import OpenAIBackend
 from vtg_data.video import SamplingPolicy
 
+pytest.importorskip("httpx")
+
 POLICY = SamplingPolicy(fps=2.0, max_frames=8, min_pixels=28 * 28, max_pixels=56 * 56)
 
 
