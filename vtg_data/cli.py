@@ -150,34 +150,103 @@ def stats(
 
 @app.command("eval")
 def eval_command(
-    predictions: Path = typer.Option(
-        ..., "--predictions", help="JSONL: uid + text|windows, or qid + pred_relevant_windows."
+    predictions: Path | None = typer.Option(
+        None, "--predictions", help="Score this JSONL: uid + text|windows, or qid + pred_relevant_windows."
     ),
-    gt: Path = typer.Option(..., "--gt", help="Normalized Parquet table(s), or a QVHighlights JSONL."),
-    fmt: str = typer.Option("auto", "--format", help="auto | vtg | qvhighlights"),
-    parse_mode: str = typer.Option("tolerant", "--parse-mode", help="tolerant | strict (TVG-R1's rule)"),
+    gt: Path | None = typer.Option(
+        None, "--gt", help="Ground truth for --predictions: normalized Parquet, or a QVHighlights JSONL."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Run this model (path or hub id) on --data, then score it."
+    ),
+    backend: str = typer.Option("hf", "--backend", help="hf | openai | vllm (with --model)."),
+    data: list[Path] | None = typer.Option(
+        None, "--data", help="Normalized benchmark table(s) or folder(s) (with --model)."
+    ),
+    prompt: str = typer.Option("tvg_r1_think", "--prompt", help="Prompt template name (with --model)."),
+    fps: float = typer.Option(2.0, "--fps", help="Frames per second to sample."),
+    max_frames: int = typer.Option(128, "--max-frames"),
+    min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels", help="Smallest frame, in pixels."),
+    max_pixels: int = typer.Option(768 * 28 * 28, "--max-pixels", help="Per-frame pixel budget."),
+    total_pixels: int | None = typer.Option(None, "--total-pixels", help="Pixel budget of the whole clip."),
+    max_tokens: int = typer.Option(256, "--max-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N queries."),
+    video_root: Path | None = typer.Option(
+        None, "--video-root", help="Folder the tables' video_path is relative to."
+    ),
+    state_duration: bool = typer.Option(
+        False, "--state-duration", help="Tell the model the video's length in the prompt."
+    ),
+    state_frame_times: bool = typer.Option(
+        False, "--state-frame-times", help="List the sampled frames' times in the prompt."
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="openai backend: server URL (or OPENAI_BASE_URL)."
+    ),
+    batch_size: int = typer.Option(4, "--batch-size", help="hf backend: prompts per batch."),
+    decoder: str = typer.Option("decord", "--decoder", help="decord | torchcodec | ffmpeg"),
+    fmt: str = typer.Option("auto", "--format", help="auto | vtg | qvhighlights (scoring a file)"),
+    parse_mode: str | None = typer.Option(
+        None, "--parse-mode", help="tolerant | strict (default: tolerant, or the prompt's own)"
+    ),
     hit_rule: str = typer.Option(">=", "--hit-rule", help="'>=' or '>' (IoU against a threshold)"),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples for the 95% intervals (0: none)."),
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Score only queries that have a prediction."
     ),
-    out_path: Path | None = typer.Option(None, "--out", help="Where to write metrics.json."),
+    out_path: Path | None = typer.Option(
+        None, "--out", help="metrics.json (scoring a file) or the output folder (--model)."
+    ),
 ) -> None:
-    """Score predictions: R1@{0.1..0.9}, mIoU, IoP (or QVHighlights R1/mAP), printed as a markdown table."""
+    """Score predictions (--predictions --gt), or run a model and score it (--model --data --out DIR)."""
     from vtg_data.evaluate import EvalConfig, EvalInputError, evaluate, markdown_table, write_metrics
 
     try:
-        result = evaluate(EvalConfig(predictions, gt, fmt, parse_mode, hit_rule, bootstrap=bootstrap,
-                                     allow_missing=allow_missing))  # fmt: skip
-    except (EvalInputError, ValueError, FileNotFoundError) as exc:
+        if model is not None:
+            from vtg_data.lvlm import GenerationParams
+            from vtg_data.stages.evaluate_model import ModelEvalConfig, run_model_eval
+            from vtg_data.video import SamplingPolicy
+
+            if not data or out_path is None:
+                _fail("--model needs --data and --out DIR")
+            options = {"decode_backend": decoder, "batch_size": batch_size} if backend == "hf" else {}
+            if backend == "openai":
+                options = {"base_url": base_url}
+            elif backend == "vllm":
+                options = {"decode_backend": decoder}
+            cfg = ModelEvalConfig(
+                model=model, data=tuple(data), out=out_path, backend=backend, prompt=prompt,
+                policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels,
+                                      total_pixels=total_pixels),
+                generation=GenerationParams(temperature=temperature, max_tokens=max_tokens),
+                parse_mode=parse_mode, hit_rule=hit_rule, limit=limit, video_root=video_root,
+                state_duration=state_duration, state_frame_times=state_frame_times, bootstrap=bootstrap,
+                backend_options=options,
+            )  # fmt: skip
+            with _progress() as progress:
+                result = run_model_eval(cfg, progress=progress)
+            out_file = out_path / "metrics.json"
+        else:
+            if predictions is None or gt is None:
+                _fail(
+                    "give --predictions and --gt to score a file, or --model, --data and --out to run a model"
+                )
+            result = evaluate(EvalConfig(predictions, gt, fmt, parse_mode or "tolerant", hit_rule, bootstrap=bootstrap,
+                                         allow_missing=allow_missing))  # fmt: skip
+            out_file = out_path
+    except (EvalInputError, ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
-    print(markdown_table(result))
+    if result.metrics:
+        print(markdown_table(result))
     counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
     console.print(
         f"[dim]{counts}; parser {result.card['parse_mode']}, hit rule {result.card['hit_rule']}[/dim]"
     )
-    if out_path is not None:
-        write_metrics(result, out_path)
+    if out_file is not None:
+        if model is None:
+            write_metrics(result, out_file)
+        console.print(f"metrics: {out_file}")
 
 
 @app.command("check-leakage")
@@ -223,6 +292,17 @@ def make_tiny_model_command(
     console.print(f"wrote {path}")
 
 
+def _invoke(command, **given):
+    """Call another command function with its declared defaults for what is not given."""
+    import inspect
+
+    values = {}
+    for name, parameter in inspect.signature(command).parameters.items():
+        default = parameter.default
+        values[name] = given[name] if name in given else getattr(default, "default", default)
+    return command(**values)
+
+
 @app.command()
 def demo(
     root: Path = typer.Option(Path("demo-output"), "--root", help="Where the demo writes everything."),
@@ -235,23 +315,32 @@ def demo(
     from vtg_data.grounding.baselines import prior_windows, write_predictions
 
     console.print(f"[bold]1. synthetic corpus[/bold] -> {root}")
-    download(corpus="synthetic", root=root, split=None, from_dir=None, videos=False, strict=False, verify=True,
-             didemo_consolidation="mode", n_videos=n_videos, seed=seed, min_duration=6.0, max_duration=40.0)  # fmt: skip
+    _invoke(download, corpus="synthetic", root=root, n_videos=n_videos, seed=seed)
     normalized = root / "normalized" / "synthetic"
     console.print("[bold]2. statistics[/bold]")
-    stats(path=normalized, as_json=False)
-    console.print("[bold]3. moment-prior baseline predictions on the test split[/bold]")
+    _invoke(stats, path=normalized)
+    console.print("[bold]3. moment-prior baseline predictions on the test split, scored[/bold]")
     predictions = write_predictions(
         prior_windows(
             pl.read_parquet(normalized / "train.parquet"), pl.read_parquet(normalized / "test.parquet")
         ),
         root / "eval" / "prior_predictions.jsonl",
     )
-    console.print(f"wrote {predictions}")
-    console.print("[bold]4. scoring[/bold]")
-    eval_command(predictions=predictions, gt=normalized / "test.parquet", fmt="auto", parse_mode="tolerant",
-                 hit_rule=">=", bootstrap=1000, allow_missing=False, out_path=root / "eval" / "metrics.json")  # fmt: skip
-    console.print(f"metrics: {root / 'eval' / 'metrics.json'}")
+    _invoke(
+        eval_command,
+        predictions=predictions,
+        gt=normalized / "test.parquet",
+        out_path=root / "eval" / "metrics.json",
+    )
+    console.print("[bold]4. the tiny offline model[/bold]")
+    model_dir = root / "models" / "tiny-qwen2.5-vl"
+    if not (model_dir / "config.json").is_file():
+        _invoke(make_tiny_model_command, out_dir=model_dir)
+    console.print("[bold]5. model evaluation: inference with the hf backend, then scoring[/bold]")
+    _invoke(
+        eval_command, model=str(model_dir), data=[normalized / "test.parquet"], out_path=root / "eval" / "tiny",
+        fps=1.0, max_frames=16, min_pixels=28 * 28, max_pixels=112 * 112, max_tokens=32, bootstrap=200,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -210,7 +210,12 @@ class HFBackend(InferenceBackend):
             prefix = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], **inputs}
             if token_types is not None:
                 prefix["mm_token_type_ids"] = token_types[:, :-1]
-            cache = self.model(**prefix, use_cache=True).past_key_values
+            prefill = self.model(**prefix, use_cache=True)
+            # transformers 5 names the cache ``cache``; 4.x called it ``past_key_values``
+            cache_name = (
+                "cache" if "cache" in getattr(prefill, "__dataclass_fields__", {}) else "past_key_values"
+            )
+            cache = getattr(prefill, cache_name)
             if n > 1:
                 cache.batch_repeat_interleave(n)
                 if inner is not None and getattr(inner, "rope_deltas", None) is not None:
@@ -218,7 +223,7 @@ class HFBackend(InferenceBackend):
             output = self.model.generate(
                 input_ids=ids.repeat_interleave(n, dim=0),
                 attention_mask=mask.repeat_interleave(n, dim=0),
-                cache=cache,
+                **{cache_name: cache},
                 **generation,
             )
         new_tokens = output[:, ids.shape[1] :]
