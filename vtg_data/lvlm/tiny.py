@@ -77,16 +77,19 @@ def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, la
     tokenizer = build_tokenizer()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     vocab_size = len(tokenizer)
+    heads = 4
+    half = hidden_size // heads // 2  # rotary pairs per head, split over (time, height, width) like Qwen's 16/24/24
+    mrope_section = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
     config = Qwen2_5_VLConfig(
         text_config={
             "vocab_size": vocab_size,
             "hidden_size": hidden_size,
             "intermediate_size": 2 * hidden_size,
             "num_hidden_layers": layers,
-            "num_attention_heads": 4,
+            "num_attention_heads": heads,
             "num_key_value_heads": 2,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
