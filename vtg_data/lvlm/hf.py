@@ -59,20 +59,48 @@ class HFBackend(InferenceBackend):
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        self.torch = torch
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs = {"revision": revision} if revision else {}
-        self.processor = AutoProcessor.from_pretrained(str(model), **kwargs)
-        self.processor.tokenizer.padding_side = "left"
+        processor = AutoProcessor.from_pretrained(str(model), **kwargs)
         load = {"dtype": dtype, **kwargs}
         if attn_implementation:
             load["attn_implementation"] = attn_implementation
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model), **load).to(self.device).eval()
+        loaded = AutoModelForImageTextToText.from_pretrained(str(model), **load).to(device).eval()
         folder = Path(str(model))
-        resolved = revision or getattr(self.model.config, "_commit_hash", None)
+        resolved = revision or getattr(loaded.config, "_commit_hash", None)
         if not resolved and folder.is_dir():
             resolved = local_revision(folder)
-        self.identity = BackendIdentity("hf", str(model), resolved or "")
+        self._setup(loaded, processor, BackendIdentity("hf", str(model), resolved or ""), device=device,
+                    batch_size=batch_size, decode_backend=decode_backend, frame_cache=frame_cache,
+                    decode_timeout=decode_timeout)  # fmt: skip
+
+    @classmethod
+    def from_loaded(cls, model, processor, identity: BackendIdentity, **options) -> HFBackend:
+        """A backend around a model and processor already in memory (benchmarks, trainers)."""
+        backend = cls.__new__(cls)
+        backend._setup(model, processor, identity, device=str(model.device), **options)
+        return backend
+
+    def _setup(
+        self,
+        model,
+        processor,
+        identity: BackendIdentity,
+        *,
+        device: str,
+        batch_size: int = 4,
+        decode_backend: str = "decord",
+        frame_cache: FrameCache | None = None,
+        decode_timeout: float | None = 120.0,
+    ) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model
+        self.processor = processor
+        self.processor.tokenizer.padding_side = "left"
+        self.identity = identity
+        self.device = device
         self.batch_size = batch_size
         self.decode_backend = decode_backend
         self.frame_cache = frame_cache
@@ -80,7 +108,7 @@ class HFBackend(InferenceBackend):
         video_processor = getattr(self.processor, "video_processor", None)
         if video_processor is None:
             raise ValueError(
-                f"{model}: the processor has no video processor; this backend needs a video model"
+                f"{identity.model}: the processor has no video processor; this backend needs a video model"
             )
         self.patch = video_processor.patch_size * getattr(video_processor, "merge_size", 1)
         self.temporal_patch = getattr(video_processor, "temporal_patch_size", 1)

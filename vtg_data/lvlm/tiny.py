@@ -62,23 +62,38 @@ def build_tokenizer():
     return tokenizer
 
 
-def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
-    """Write model, tokenizer and processor to ``out``; returns the folder."""
-    import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
+def build_processor(tokenizer=None):
+    """The stock Qwen2.5-VL processor around the offline tokenizer."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    pixels = {"shortest_edge": 4 * 28 * 28, "longest_edge": 1024 * 28 * 28}
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=pixels),
+        tokenizer=tokenizer or build_tokenizer(),
+        video_processor=Qwen2VLVideoProcessor(size=pixels),
+        chat_template=CHAT_TEMPLATE,
     )
 
-    out = Path(out)
-    tokenizer = build_tokenizer()
+
+# Qwen2.5-VL-3B-Instruct's shapes (random weights): for GPU measurements without a download.
+QWEN25_VL_3B = {
+    "text": {"hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36, "num_attention_heads": 16,
+             "num_key_value_heads": 2, "vocab_size": 151936},
+    "vision": {"depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 2048,
+               "window_size": 112, "fullatt_block_indexes": [7, 15, 23, 31]},
+}  # fmt: skip
+
+
+def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: dict | None = None):
+    """A Qwen2.5-VL config: tiny by default, or the sizes in ``shape`` (e.g. ``QWEN25_VL_3B``)."""
+    from transformers import Qwen2_5_VLConfig
+
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
     vocab_size = len(tokenizer)
     heads = 4
-    half = hidden_size // heads // 2  # rotary pairs per head, split over (time, height, width) like Qwen's 16/24/24
+    half = (
+        hidden_size // heads // 2
+    )  # rotary pairs per head, split over (time, height, width) like Qwen's 16/24/24
     mrope_section = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
     config = Qwen2_5_VLConfig(
         text_config={
@@ -89,7 +104,11 @@ def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, la
             "num_attention_heads": heads,
             "num_key_value_heads": 2,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 10000.0,
+                "mrope_section": mrope_section,
+            },
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
             "pad_token_id": ids["<|endoftext|>"],
@@ -112,17 +131,29 @@ def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, la
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
+    if shape is not None:
+        text = dict(shape["text"])
+        half = text["hidden_size"] // text["num_attention_heads"] // 2
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0,
+                                   "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]}  # fmt: skip
+        config.text_config.update(text)
+        config.vision_config.update(shape["vision"])
+    return config
+
+
+def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+    """Write model, tokenizer and processor to ``out``; returns the folder."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out)
+    tokenizer = build_tokenizer()
+    config = build_config(tokenizer, hidden_size=hidden_size, layers=layers)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    pixels = {"shortest_edge": 4 * 28 * 28, "longest_edge": 1024 * 28 * 28}
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(size=pixels),
-        tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(size=pixels),
-        chat_template=CHAT_TEMPLATE,
-    )
+    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    processor = build_processor(tokenizer)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
