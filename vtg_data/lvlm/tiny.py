@@ -89,56 +89,48 @@ def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: di
     from transformers import Qwen2_5_VLConfig
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    vocab_size = len(tokenizer)
-    heads = 4
-    half = (
-        hidden_size // heads // 2
-    )  # rotary pairs per head, split over (time, height, width) like Qwen's 16/24/24
-    mrope_section = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
-    config = Qwen2_5_VLConfig(
-        text_config={
-            "vocab_size": vocab_size,
-            "hidden_size": hidden_size,
-            "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": 2,
-            "max_position_embeddings": 32768,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": mrope_section,
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-        },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": hidden_size,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "window_size": 56,
-            "fullatt_block_indexes": [1],
-        },
+    text = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        **(shape or {}).get("text", {}),
+    }
+    # rotary pairs per head, split over (time, height, width) in Qwen's 16/24/24 proportions
+    half = text["hidden_size"] // text["num_attention_heads"] // 2
+    text["rope_parameters"] = {
+        "rope_type": "default",
+        "rope_theta": 1000000.0 if shape else 10000.0,
+        "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8],
+    }
+    vision = {
+        "depth": 2,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_heads": 2,
+        "out_hidden_size": text["hidden_size"],
+        "patch_size": 14,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "window_size": 56,
+        "fullatt_block_indexes": [1],
+        **(shape or {}).get("vision", {}),
+    }
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    if shape is not None:
-        text = dict(shape["text"])
-        half = text["hidden_size"] // text["num_attention_heads"] // 2
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0,
-                                   "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]}  # fmt: skip
-        config.text_config.update(text)
-        config.vision_config.update(shape["vision"])
-    return config
 
 
 def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
