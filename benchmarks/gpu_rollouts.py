@@ -78,7 +78,7 @@ def main() -> int:
     def batch(count: int):
         template = get_prompt("tvg_r1_think")
         return [
-            (Request(f"q{i}", template.messages(f"query number {i}: when does it happen?"), None), clip())
+            (Request(f"q{i}", template.messages(f"query number {i:04d}: when does it happen?"), None), clip())
             for i in range(count)
         ]
 
