@@ -118,3 +118,30 @@ def test_each_video_is_decoded_once_for_all_its_requests(hf_backend, videos, mon
 def test_identity_names_the_model_and_a_revision(hf_backend, tiny_model):
     assert hf_backend.identity.backend == "hf" and hf_backend.identity.model == str(tiny_model)
     assert hf_backend.identity.revision.startswith("local-")
+
+
+def test_qwen3_vl_is_told_the_true_frame_times_and_shares_its_prefill(tmp_path, videos):
+    import re
+
+    from vtg_data.lvlm.hf import HFBackend
+    from vtg_data.lvlm.tiny import make_tiny_model
+
+    backend = HFBackend(make_tiny_model(tmp_path / "q3", family="qwen3-vl"), batch_size=2)
+    assert backend.patch == 32 and type(backend.model).__name__ == "Qwen3VLForConditionalGeneration"
+    policy = SamplingPolicy(fps=2.0, max_frames=8, min_pixels=32 * 32, max_pixels=64 * 128, patch=32)
+    clip = sample_frames(videos[1], policy)
+    inputs = backend.prepare([(request("u", videos[1]), clip)])
+    prompt = backend.processor.tokenizer.decode(inputs["input_ids"][0])
+    stated = [float(t) for t in re.findall(r"<([0-9.]+) seconds>", prompt)]
+    true = clip.timestamps.reshape(-1, 2).mean(axis=1)  # one time per temporal patch of 2 frames
+    assert stated == pytest.approx(true, abs=0.051)
+    batch = [(request("a", videos[1]), clip)]
+    texts, _ = backend.sample(batch, GenerationParams(n=3, max_tokens=6))
+    backend.model.model.rope_deltas = None
+    with torch.inference_mode():
+        reference = backend.model.generate(**inputs, max_new_tokens=6, do_sample=False,
+                                           pad_token_id=backend.processor.tokenizer.pad_token_id)  # fmt: skip
+    expected = backend.processor.batch_decode(
+        reference[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    assert texts == [[expected[0]] * 3]

@@ -284,11 +284,15 @@ def check_leakage_command(
 def make_tiny_model_command(
     out_dir: Path = typer.Argument(..., help="Folder to write the model, tokenizer and processor to."),
     seed: int = typer.Option(0, "--seed"),
+    family: str = typer.Option("qwen2.5-vl", "--family", help="qwen2.5-vl | qwen3-vl"),
 ) -> None:
-    """Write a random-weight Qwen2.5-VL-architecture model built offline (for tests and demos)."""
+    """Write a random-weight Qwen2.5-VL (or Qwen3-VL) model built offline (for tests and demos)."""
     from vtg_data.lvlm.tiny import make_tiny_model
 
-    path = make_tiny_model(out_dir, seed=seed)
+    try:
+        path = make_tiny_model(out_dir, seed=seed, family=family)
+    except ValueError as exc:
+        _fail(str(exc))
     console.print(f"wrote {path}")
 
 

@@ -1,4 +1,4 @@
-"""A tiny random-weight Qwen2.5-VL, built entirely offline, for tests and the CPU demo.
+"""Tiny random-weight Qwen2.5-VL and Qwen3-VL models, built entirely offline, for tests and the demo.
 
 The architecture, processor and chat template are the real Qwen2.5-VL ones (so every code path
 that handles video tokens, grids and timing is exercised); only the sizes are tiny and the
@@ -62,17 +62,70 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_processor(tokenizer=None):
-    """The stock Qwen2.5-VL processor around the offline tokenizer."""
-    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+FAMILIES = ("qwen2.5-vl", "qwen3-vl")
+
+
+def build_processor(tokenizer=None, family: str = "qwen2.5-vl"):
+    """The stock processor of the family around the offline tokenizer."""
+    from transformers import Qwen2VLImageProcessor
+
+    tokenizer = tokenizer or build_tokenizer()
+    if family == "qwen3-vl":
+        from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+        pixels = {"shortest_edge": 4 * 32 * 32, "longest_edge": 1024 * 32 * 32}
+        return Qwen3VLProcessor(
+            image_processor=Qwen2VLImageProcessor(size=pixels, patch_size=16),
+            tokenizer=tokenizer,
+            video_processor=Qwen3VLVideoProcessor(size=pixels),
+            chat_template=CHAT_TEMPLATE,
+        )
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLVideoProcessor
 
     pixels = {"shortest_edge": 4 * 28 * 28, "longest_edge": 1024 * 28 * 28}
     return Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=pixels),
-        tokenizer=tokenizer or build_tokenizer(),
+        tokenizer=tokenizer,
         video_processor=Qwen2VLVideoProcessor(size=pixels),
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def build_qwen3_config(tokenizer, *, hidden_size: int = 64, layers: int = 2):
+    """A tiny Qwen3-VL config (16-pixel patches, deepstack, timestamps written into the prompt)."""
+    from transformers import Qwen3VLConfig
+
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
+    head_dim = hidden_size // 4
+    half = head_dim // 2  # Qwen3-VL splits 24/20/20 of 64 rotary pairs over time, height, width
+    sections = [round(half * 24 / 64), round(half * 20 / 64)]
+    sections.append(half - sum(sections))
+    return Qwen3VLConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": hidden_size,
+            "intermediate_size": 2 * hidden_size,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": head_dim,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections,
+                                "mrope_interleaved": True},
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+        },
+        vision_config={
+            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
+            "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": hidden_size,
+            "num_position_embeddings": 256, "deepstack_visual_indexes": [0, 1],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )  # fmt: skip
 
 
 # Qwen2.5-VL-3B-Instruct's shapes (random weights): for GPU measurements without a download.
@@ -133,19 +186,29 @@ def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: di
     )
 
 
-def make_tiny_model(out: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+def make_tiny_model(
+    out: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, family: str = "qwen2.5-vl"
+) -> Path:
     """Write model, tokenizer and processor to ``out``; returns the folder."""
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}")
     out = Path(out)
     tokenizer = build_tokenizer()
-    config = build_config(tokenizer, hidden_size=hidden_size, layers=layers)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    if family == "qwen3-vl":
+        model = Qwen3VLForConditionalGeneration(
+            build_qwen3_config(tokenizer, hidden_size=hidden_size, layers=layers)
+        )
+    else:
+        model = Qwen2_5_VLForConditionalGeneration(
+            build_config(tokenizer, hidden_size=hidden_size, layers=layers)
+        )
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    processor = build_processor(tokenizer)
+    processor = build_processor(tokenizer, family)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
