@@ -15,11 +15,15 @@ from vtg_data.corpora import REGISTRY, UnknownCorpus
 from vtg_data.corpora.synthetic import SyntheticConfig
 from vtg_data.fetch import FetchError
 
+build_app = typer.Typer(
+    help="Build training sets: cold-start SFT traces, difficulty-controlled RL sets.", no_args_is_help=True
+)
 app = typer.Typer(
     help="Video temporal grounding data: download, build, score, publish, train, evaluate.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(build_app, name="build")
 console = Console(stderr=True)
 out = Console()
 
@@ -294,6 +298,104 @@ def make_tiny_model_command(
     except ValueError as exc:
         _fail(str(exc))
     console.print(f"wrote {path}")
+
+
+def _backend(kind: str, model: str, *, base_url: str | None, decoder: str, batch_size: int):
+    """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
+    if kind == "template":
+        from vtg_data.lvlm.templates import template_backend
+
+        return template_backend(model)
+    from vtg_data.lvlm import make_backend
+
+    if kind == "hf":
+        return make_backend("hf", model, decode_backend=decoder, batch_size=batch_size)
+    if kind == "openai":
+        return make_backend("openai", model, base_url=base_url)
+    return make_backend(kind, model, decode_backend=decoder)
+
+
+@build_app.command("coldstart")
+def build_coldstart_command(
+    data: list[Path] = typer.Option(..., "--data", help="Normalized table(s) or folder(s) to build from."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder."),
+    import_files: list[Path] | None = typer.Option(
+        None, "--import", help="Teacher traces made elsewhere (JSONL/JSON)."
+    ),
+    teacher_model: str | None = typer.Option(
+        None, "--teacher-model", help="Generate traces with this model."
+    ),
+    teacher_backend: str = typer.Option("hf", "--teacher-backend", help="hf | openai | vllm | template"),
+    teacher_sees_gt: bool = typer.Option(
+        False, "--teacher-sees-gt", help="Show the teacher the annotated moment."
+    ),
+    k: int = typer.Option(1, "--k", help="Traces per sample."),
+    temperature: float = typer.Option(0.0, "--temperature"),
+    max_tokens: int = typer.Option(1024, "--max-tokens"),
+    rewrite_model: str | None = typer.Option(
+        None, "--rewrite-model", help="Rewrite accepted traces with this model."
+    ),
+    rewrite_backend: str = typer.Option("hf", "--rewrite-backend", help="hf | openai | vllm | template"),
+    target: str = typer.Option("teacher", "--target", help="SFT answer: teacher (its own window) | gt"),
+    iou_min: float = typer.Option(0.5, "--iou-min"),
+    max_chars: int = typer.Option(6000, "--max-chars"),
+    min_chars: int = typer.Option(40, "--min-chars"),
+    max_span: float = typer.Option(0.7, "--max-span", help="Largest answer span as a fraction of the video."),
+    disable: list[str] | None = typer.Option(None, "--disable", help="Switch a rule off (repeatable)."),
+    bench: list[Path] | None = typer.Option(None, "--bench", help="Benchmark tables for the leakage rule."),
+    tokenizer: str | None = typer.Option(None, "--tokenizer", help="Count trace tokens with this tokenizer."),
+    shards: int = typer.Option(4, "--shards"),
+    fps: float = typer.Option(2.0, "--fps"),
+    max_frames: int = typer.Option(128, "--max-frames"),
+    min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
+    max_pixels: int = typer.Option(768 * 28 * 28, "--max-pixels"),
+    base_url: str | None = typer.Option(None, "--base-url", help="openai backends: server URL."),
+    decoder: str = typer.Option("decord", "--decoder"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+) -> None:
+    """Teacher traces -> filters (with a funnel) -> optional verified rewrite -> SFT messages."""
+    from vtg_data.lvlm import GenerationParams
+    from vtg_data.stages.coldstart import ColdstartConfig, build_coldstart
+    from vtg_data.stages.coldstart_rules import RULE_ORDER, RuleOptions
+    from vtg_data.video import SamplingPolicy
+
+    try:
+        unknown = [r for r in (disable or []) if r not in RULE_ORDER]
+        if unknown:
+            _fail(f"unknown rule(s) {unknown}; rules are {', '.join(RULE_ORDER)}")
+        cfg = ColdstartConfig(
+            data=tuple(data), out=out_dir, import_files=tuple(import_files or ()), teacher_sees_gt=teacher_sees_gt, k=k,
+            teacher_generation=GenerationParams(temperature=temperature, max_tokens=max_tokens),
+            policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
+            rules=tuple(r for r in RULE_ORDER if r not in set(disable or [])),
+            options=RuleOptions(iou_min=iou_min, min_chars=min_chars, max_chars=max_chars, max_span=max_span),
+            bench=tuple(bench or ()), rewrite=rewrite_model is not None, target=target, shards=shards, tokenizer=tokenizer,
+        )  # fmt: skip
+        teacher = (
+            _backend(teacher_backend, teacher_model, base_url=base_url, decoder=decoder, batch_size=batch_size)
+            if teacher_model else None
+        )  # fmt: skip
+        rewriter = (
+            _backend(rewrite_backend, rewrite_model, base_url=base_url, decoder=decoder, batch_size=batch_size)
+            if rewrite_model else None
+        )  # fmt: skip
+        with _progress() as progress:
+            result = build_coldstart(cfg, teacher, rewriter, progress)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    overall = result.funnel["overall"]
+    table = Table(
+        title=f"cold-start funnel: {overall['in']} traces -> {overall['out']} accepted -> {result.rows} rows"
+    )
+    for column in ("rule", "in", "rejected", "out"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    for step in overall["steps"]:
+        table.add_row(step["rule"], str(step["in"]), str(step["rejected"]), str(step["out"]))
+    out.print(table)
+    rewrite = result.manifest["counts"]["rewrite"]
+    if rewrite:
+        console.print(f"rewrites: {rewrite}")
+    console.print(f"run folder: {result.out}")
 
 
 def _invoke(command, **given):

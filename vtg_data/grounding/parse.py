@@ -133,3 +133,19 @@ def _pairs_in(region: str) -> list[tuple[str, str]]:
             found.append((m.start(), m.end(), m.group(1), m.group(2)))
     found.sort()
     return [(a, b) for _, _, a, b in found]
+
+
+_CITED = re.compile(rf"(?<![\w.:])({_CLOCK}|{_NUMBER})(\s*(?:s|sec|secs|second|seconds)\b)?", re.IGNORECASE)
+
+
+def cited_times(text: str) -> list[float]:
+    """Times a reasoning text cites: clock times, numbers with a seconds unit, and the numbers of
+    ``[s, e]`` / ``s - e`` pairs. Bare numbers elsewhere ("two people", "3 times") are not times."""
+    times: list[float] = []
+    for a, b in _pairs_in(text):
+        times += [to_seconds(a), to_seconds(b)]
+    for match in _CITED.finditer(text):
+        token, unit = match.group(1), match.group(2)
+        if ":" in token or unit:
+            times.append(to_seconds(token))
+    return sorted(set(times))

@@ -42,8 +42,9 @@ class PromptTemplate:
         *,
         duration: float | None = None,
         frame_times: Sequence[float] | None = None,
+        **fields: object,
     ) -> str:
-        text = self.user.format(query=query)
+        text = self.user.format(query=query, **fields)
         notes = []
         if duration is not None:
             notes.append(f"The video is {duration:.1f} seconds long.")
@@ -59,20 +60,15 @@ class PromptTemplate:
         *,
         duration: float | None = None,
         frame_times: Sequence[float] | None = None,
+        video: bool = True,
+        **fields: object,
     ) -> list[dict]:
-        """Chat messages with a ``{"type": "video"}`` part that the inference backend fills in."""
+        """Chat messages with a ``{"type": "video"}`` part that the inference backend fills in
+        (``video=False`` for text-only requests such as rewriting)."""
+        text = {"type": "text", "text": self.user_text(query, duration=duration, frame_times=frame_times, **fields)}
         return [
             {"role": "system", "content": [{"type": "text", "text": self.system}]},
-            {
-                "role": "user",
-                "content": [
-                    {"type": "video"},
-                    {
-                        "type": "text",
-                        "text": self.user_text(query, duration=duration, frame_times=frame_times),
-                    },
-                ],
-            },
+            {"role": "user", "content": [{"type": "video"}, text] if video else [text]},
         ]
 
 
@@ -108,8 +104,43 @@ PROMPTS: dict[str, PromptTemplate] = {
 }
 
 
+_TEACHER_SYSTEM = (
+    "You are annotating a video temporal grounding dataset. Watch the video and find the moment the query "
+    "describes. First reason step by step inside <think> </think> tags, citing the times (in seconds, e.g. "
+    "12.5s) of what you see that marks where the moment starts and ends. Then give the moment as "
+    "<time>[start time, end time]</time> in seconds, for example <time>[5.2, 10.4]</time>. Write nothing after "
+    "the </time> tag."
+)
+
+TEACHER_PROMPTS: dict[str, PromptTemplate] = {
+    template.name: template
+    for template in (
+        PromptTemplate("coldstart_teacher", 1, _TEACHER_SYSTEM, "Query: {query}", "think_time"),
+        # The teacher is shown the annotated moment and explains it; the run records that it saw it.
+        PromptTemplate(
+            "coldstart_teacher_gt",
+            1,
+            _TEACHER_SYSTEM,
+            "Query: {query}\nThe annotated moment is [{gt_start:.1f}, {gt_end:.1f}] seconds. Explain, from what the "
+            "video shows, where it starts and ends, and give your own final answer.",
+            "think_time",
+        ),
+        PromptTemplate(
+            "coldstart_rewrite",
+            1,
+            "Rewrite the reasoning of a video grounding answer so it is concise and cites explicit timestamps in "
+            "seconds. Keep the same conclusion: the final <time>[start, end]</time> must stay exactly as it is. "
+            "Answer in the format <think>...</think> <time>[start, end]</time> and nothing else.",
+            "Query: {query}\nAnswer to rewrite:\n{trace}",
+            "think_time",
+        ),
+    )
+}
+
+
 def get_prompt(name: str) -> PromptTemplate:
+    known = PROMPTS | TEACHER_PROMPTS
     try:
-        return PROMPTS[name]
+        return known[name]
     except KeyError:
-        raise ValueError(f"unknown prompt {name!r}; known prompts: {', '.join(sorted(PROMPTS))}") from None
+        raise ValueError(f"unknown prompt {name!r}; known prompts: {', '.join(sorted(known))}") from None

@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from vtg_data import __version__
 from vtg_data.corpora.base import sha256_file
 from vtg_data.evaluate import EvalResult, markdown_table, write_metrics
@@ -30,7 +28,7 @@ from vtg_data.grounding.metrics import HIT_RULES, THRESHOLDS, SampleScore, best_
 from vtg_data.grounding.parse import MODES, parse_answer
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.lvlm import BACKENDS, GenerationParams, InferenceBackend, Request, Response, make_backend
-from vtg_data.stats import query_tables
+from vtg_data.tables import load_rows as load_table_rows
 from vtg_data.video import SamplingPolicy, plan_sampling, stream_info
 from vtg_data.video.decode import DecodeError
 
@@ -71,19 +69,7 @@ class ModelEvalConfig:
 
 
 def load_rows(cfg: ModelEvalConfig) -> list[dict]:
-    """Benchmark rows with ground truth, each with the absolute path of its video."""
-    rows = []
-    for source in cfg.data:
-        for table in query_tables(Path(source)):
-            frame = pl.read_parquet(table).filter(pl.col("has_gt"))
-            root = cfg.video_root
-            for row in frame.iter_rows(named=True):
-                # <root>/normalized/<corpus>/<split>.parquet -> <root>/videos/<corpus>/<video_path>
-                base = root if root is not None else table.parent.parent.parent / "videos" / row["source"]
-                rows.append(row | {"_video": str(base / row["video_path"]), "_table": str(table)})
-    if not rows:
-        raise ValueError("no rows with ground truth in the given tables")
-    return rows[: cfg.limit] if cfg.limit else rows
+    return load_table_rows(cfg.data, cfg.video_root, cfg.limit)
 
 
 def build_request(row: dict, cfg: ModelEvalConfig) -> Request:
