@@ -447,6 +447,14 @@ def demo(
         eval_command, model=str(model_dir), data=[normalized / "test.parquet"], out_path=root / "eval" / "tiny",
         fps=1.0, max_frames=16, min_pixels=28 * 28, max_pixels=112 * 112, max_tokens=32, bootstrap=200,
     )  # fmt: skip
+    console.print(
+        "[bold]6. cold-start set: a teacher that saw the annotation writes traces, filters, rewrite[/bold]"
+    )
+    _invoke(
+        build_coldstart_command, data=[normalized / "train.parquet"], out_dir=root / "coldstart",
+        teacher_model="gt-template-teacher", teacher_backend="template", teacher_sees_gt=True, k=2,
+        rewrite_model="template-rewriter", rewrite_backend="template", shards=2,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

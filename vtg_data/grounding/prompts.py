@@ -65,7 +65,10 @@ class PromptTemplate:
     ) -> list[dict]:
         """Chat messages with a ``{"type": "video"}`` part that the inference backend fills in
         (``video=False`` for text-only requests such as rewriting)."""
-        text = {"type": "text", "text": self.user_text(query, duration=duration, frame_times=frame_times, **fields)}
+        text = {
+            "type": "text",
+            "text": self.user_text(query, duration=duration, frame_times=frame_times, **fields),
+        }
         return [
             {"role": "system", "content": [{"type": "text", "text": self.system}]},
             {"role": "user", "content": [{"type": "video"}, text] if video else [text]},

@@ -140,7 +140,7 @@ def check_span(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
     ratio = (trace.window[1] - trace.window[0]) / sample["duration"]
     if ratio > ctx.options.max_span:
         return Verdict(
-            False, f"answer spans {ratio:.0%} of the video (max {ctx.options.max_span:.0%})", ratio
+            False, f"answer spans {ratio:.1%} of the video (max {ctx.options.max_span:.0%})", ratio
         )
     return Verdict(True, value=ratio)
 
