@@ -18,9 +18,7 @@ request key, so a run killed midway and rerun asks nothing twice and writes the 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import time
 from collections import Counter, defaultdict
@@ -35,11 +33,12 @@ from vtg_data.corpora.base import sha256_file
 from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.leakage import video_key
-from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, Response
+from vtg_data.lvlm import GenerationParams, InferenceBackend, Request
 from vtg_data.lvlm.templates import fmt
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.coldstart_import import import_traces
 from vtg_data.stages.coldstart_rules import RULE_ORDER, RuleContext, RuleOptions, Trace, apply_rules
+from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
 from vtg_data.tables import load_rows
 from vtg_data.video import SamplingPolicy
 
@@ -122,53 +121,6 @@ class ColdstartResult:
     rows: int
     funnel: dict[str, Any]
     manifest: dict[str, Any]
-
-
-def shard_of(uid: str, shards: int) -> int:
-    return int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) % shards
-
-
-# ---------------------------------------------------------------------------------------------
-# Model calls with a resume cache
-
-
-class CallCache:
-    """Answers by request key in a JSONL file, appended (and fsynced) as each arrives."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.answers: dict[str, dict] = {}
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line torn by a kill
-                if record.get("status") == "ok":
-                    self.answers[record["key"]] = record
-
-    def run(self, backend: InferenceBackend, requests: list[Request], params: GenerationParams, progress=None,
-            label: str = "") -> dict[str, dict]:  # fmt: skip
-        keys = {r.uid: r.key(params, backend.identity) for r in requests}
-        todo = [r for r in requests if keys[r.uid] not in self.answers]
-        task = progress.add_task(label, total=len(todo)) if progress and todo else None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as sink:
-
-            def persist(response: Response) -> None:
-                record = {"uid": response.uid, "key": keys[response.uid], "status": response.status,
-                          "texts": response.texts, "error": response.error}  # fmt: skip
-                sink.write(json.dumps(record) + "\n")
-                sink.flush()
-                os.fsync(sink.fileno())
-                if response.ok:
-                    self.answers[record["key"]] = record
-                if task is not None:
-                    progress.advance(task)
-
-            for _ in backend.generate(todo, params, persist):
-                pass
-        return {uid: self.answers.get(key, {"status": "failed"}) for uid, key in keys.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +209,7 @@ def build_coldstart(
     manifest = {
         "stage": "build coldstart",
         "toolkit_version": __version__,
-        "config": _jsonable(asdict(cfg)),
+        "config": jsonable(asdict(cfg)),
         "inputs": {
             "tables": [
                 {"file": t, "sha256": sha256_file(Path(t))} for t in sorted({s["_table"] for s in samples})
@@ -292,9 +244,7 @@ def build_coldstart(
         "outputs": [str(p.relative_to(cfg.out)) for p in written],
         "seconds": round(time.perf_counter() - start, 3),
     }
-    tmp = cfg.out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(cfg.out / "manifest.json")
+    write_json_atomic(cfg.out / "manifest.json", manifest)
     return ColdstartResult(cfg.out, table.num_rows, funnel, manifest)
 
 
@@ -446,13 +396,3 @@ def _funnel(rows: dict[str, Counter], rules: list[str]) -> dict[str, Any]:
     for counts in rows.values():
         total.update(counts)
     return {"overall": one(total), "by_source": {source: one(c) for source, c in sorted(rows.items())}}
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
