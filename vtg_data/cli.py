@@ -398,6 +398,134 @@ def build_coldstart_command(
     console.print(f"run folder: {result.out}")
 
 
+@app.command("score-difficulty")
+def score_difficulty_command(
+    data: list[Path] = typer.Option(
+        ..., "--data", help="Table(s) to score: normalized, cold-start or any with its columns."
+    ),
+    model: str = typer.Option(..., "--model", help="The policy: a model path or id (or a template name)."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder."),
+    backend: str = typer.Option("hf", "--backend", help="hf | openai | vllm"),
+    k: int = typer.Option(8, "-k", "--k", help="Rollouts per sample."),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    max_tokens: int = typer.Option(256, "--max-tokens"),
+    seed: int = typer.Option(0, "--seed"),
+    greedy: bool = typer.Option(False, "--greedy", help="Also record one greedy answer's IoU."),
+    prompt: str = typer.Option("tvg_r1_think", "--prompt"),
+    reward: str = typer.Option("tvg_r1", "--reward", help="Reward preset for the rollouts' rewards."),
+    shards: int = typer.Option(8, "--shards"),
+    engine: str = typer.Option("local", "--engine", help="local | ray (one model replica per worker)"),
+    workers: int = typer.Option(1, "--workers", help="ray: number of model replicas."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="ray: GPUs per replica."),
+    fps: float = typer.Option(2.0, "--fps"),
+    max_frames: int = typer.Option(128, "--max-frames"),
+    min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
+    max_pixels: int = typer.Option(768 * 28 * 28, "--max-pixels"),
+    limit: int | None = typer.Option(None, "--limit"),
+    video_root: Path | None = typer.Option(
+        None, "--video-root", help="Folder the tables' video_path is relative to."
+    ),
+    base_url: str | None = typer.Option(None, "--base-url"),
+    decoder: str = typer.Option("decord", "--decoder"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+) -> None:
+    """k policy rollouts per sample -> IoU statistics and difficulty (resumable, sharded)."""
+    import functools
+
+    from vtg_data.stages.difficulty import DifficultyConfig, score_difficulty
+    from vtg_data.video import SamplingPolicy
+
+    try:
+        cfg = DifficultyConfig(
+            data=tuple(data), out=out_dir, k=k, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed,
+            greedy=greedy, prompt=prompt, reward=reward, shards=shards, engine=engine, workers=workers, limit=limit,
+            gpus_per_worker=gpus_per_worker, video_root=video_root,
+            policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
+        )  # fmt: skip
+        factory = functools.partial(
+            _backend, backend, model, base_url=base_url, decoder=decoder, batch_size=batch_size
+        )
+        if engine == "ray":  # the factory is sent to the workers: one model replica each
+            manifest = score_difficulty(cfg, backend_factory=factory)
+        else:
+            with _progress() as progress:
+                manifest = score_difficulty(cfg, backend=factory(), progress=progress)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    counts = manifest["counts"]
+    console.print(f"scored {counts['scored']} of {counts['samples']} samples ({counts['failed']} failed, "
+                  f"{counts['parse_failures']} rollouts did not parse); run {manifest['run_id']}")  # fmt: skip
+    _print_histogram("mean IoU over rollouts", manifest["mean_iou_histogram"])
+    console.print(f"run folder: {out_dir}")
+
+
+def _print_histogram(title: str, counts: list[int], selected: list[int] | None = None) -> None:
+    table = Table(title=title)
+    table.add_column("mean IoU")
+    table.add_column("samples", justify="right")
+    if selected is not None:
+        table.add_column("selected", justify="right")
+    peak = max(counts or [1]) or 1
+    for i, count in enumerate(counts):
+        bar = "#" * round(20 * count / peak)
+        cells = [f"{i / len(counts):.2f}-{(i + 1) / len(counts):.2f}", f"{count} {bar}"]
+        if selected is not None:
+            cells.append(str(selected[i]))
+        table.add_row(*cells)
+    out.print(table)
+
+
+@build_app.command("rl")
+def build_rl_command(
+    scores: Path = typer.Option(..., "--scores", help="A score-difficulty run folder."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder."),
+    policy: list[str] = typer.Option(
+        ["nonzero-variance"],
+        "--policy",
+        help="band | nonzero-variance | gaussian | timelens | bins (repeatable, composed in order).",
+    ),
+    lo: float = typer.Option(0.0, "--lo", help="band: lower bound on mean IoU (exclusive)."),
+    hi: float = typer.Option(1.0, "--hi", help="band: upper bound on mean IoU (exclusive)."),
+    mu: float = typer.Option(0.3, "--mu", help="gaussian: centre on mean IoU."),
+    sigma: float = typer.Option(0.2, "--sigma", help="gaussian: width."),
+    drop_zero: bool = typer.Option(False, "--drop-zero", help="gaussian: drop mean IoU 0 first."),
+    bin_edges: str = typer.Option(
+        "0,0.25,0.5,0.75,1", "--bin-edges", help="bins: edges on difficulty (1 - mean IoU)."
+    ),
+    bin_shares: str = typer.Option("0.25,0.25,0.25,0.25", "--bin-shares", help="bins: share of each bin."),
+    size: int | None = typer.Option(None, "--size", help="Total rows to keep."),
+    quota: list[str] | None = typer.Option(
+        None, "--quota", help="SOURCE=N: at most N rows of a source (repeatable)."
+    ),
+    seed: int = typer.Option(0, "--seed"),
+    shards: int = typer.Option(1, "--shards"),
+) -> None:
+    """Select a difficulty-controlled RL set from a scores table (no model runs)."""
+    from vtg_data.stages.rlset import RLConfig, build_rl
+
+    try:
+        quotas = {}
+        for item in quota or []:
+            source, _, count = item.partition("=")
+            quotas[source] = int(count)
+        cfg = RLConfig(
+            scores=scores, out=out_dir, policies=tuple(policy), lo=lo, hi=hi, mu=mu, sigma=sigma, drop_zero=drop_zero,
+            bin_edges=tuple(float(x) for x in bin_edges.split(",")), bin_shares=tuple(float(x) for x in bin_shares.split(",")),
+            size=size, quotas=quotas, seed=seed, shards=shards,
+        )  # fmt: skip
+        manifest = build_rl(cfg)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    counts = manifest["counts"]
+    console.print(
+        f"selected {counts['selected']} of {counts['scored']} scored samples; removed per step {counts['removed']}"
+    )
+    histograms = manifest["mean_iou_histogram"]
+    _print_histogram("mean IoU: scored vs selected", histograms["before"], histograms["after"])
+    console.print(f"plot: {out_dir / manifest['plot']}")
+
+
 def _invoke(command, **given):
     """Call another command function with its declared defaults for what is not given."""
     import inspect
@@ -455,6 +583,14 @@ def demo(
         teacher_model="gt-template-teacher", teacher_backend="template", teacher_sees_gt=True, k=2,
         rewrite_model="template-rewriter", rewrite_backend="template", shards=2,
     )  # fmt: skip
+    console.print("[bold]7. difficulty: k rollouts of the tiny model on the cold-start pool[/bold]")
+    _invoke(
+        score_difficulty_command, data=[root / "coldstart" / "data"], model=str(model_dir), out_dir=root / "difficulty",
+        k=4, max_tokens=32, fps=1.0, max_frames=16, min_pixels=28 * 28, max_pixels=112 * 112, shards=2,
+        video_root=root / "videos" / "synthetic",
+    )  # fmt: skip
+    console.print("[bold]8. RL set: difficulty bins from the scores[/bold]")
+    _invoke(build_rl_command, scores=root / "difficulty", out_dir=root / "rl", policy=["bins"])
 
 
 if __name__ == "__main__":

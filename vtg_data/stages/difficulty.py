@@ -81,6 +81,7 @@ class DifficultyConfig:
     shards: int = 8
     engine: str = "local"
     workers: int = 1
+    gpus_per_worker: float = 0.0
     video_root: Path | None = None
     limit: int | None = None
 
@@ -215,7 +216,7 @@ def score_difficulty(
 
         if backend_factory is None:
             raise ValueError("the ray engine needs a backend factory (one model replica per worker)")
-        results, identity = score_with_ray(shards, cfg, backend_factory)
+        results, identity = score_with_ray(shards, cfg, backend_factory, cfg.gpus_per_worker)
     else:
         if backend is None:
             raise ValueError("score-difficulty needs a policy backend")
