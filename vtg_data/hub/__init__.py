@@ -1,0 +1,1 @@
+"""The hub layout, dataset cards and publishing."""
