@@ -526,6 +526,80 @@ def build_rl_command(
     console.print(f"plot: {out_dir / manifest['plot']}")
 
 
+@app.command("push-to-hub")
+def push_to_hub_command(
+    builder: str = typer.Argument(..., help="tvg-coldstart | tvg-rl | tvg-bench"),
+    inputs: list[Path] = typer.Option(
+        ..., "--input", help="Run folder(s) or normalized tables the builder reads."
+    ),
+    repo: str = typer.Option(..., "--repo", help="ORG/NAME of the dataset repo."),
+    version: str = typer.Option(..., "--version", help="X.Y.Z; the tag vX.Y.Z is created once."),
+    private: bool = typer.Option(False, "--private"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Build and check the folder, upload nothing."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Where to build the hub-layout folder."),
+    videos: str = typer.Option(
+        "path", "--videos", help="path (relative paths) | embed (video bytes in the Parquet)"
+    ),
+    video_root: Path | None = typer.Option(
+        None, "--video-root", help="Folder with <source>/<video_path> (for embed)."
+    ),
+    changelog: list[str] | None = typer.Option(None, "--changelog", help="A line for the card's changelog."),
+    max_shard_rows: int = typer.Option(50_000, "--max-shard-rows"),
+) -> None:
+    """Build the hub-layout folder (Parquet shards + card), check it loads, upload, tag vX.Y.Z."""
+    import tempfile
+
+    from vtg_data.hub.layout import HubBuildConfig, HubBuildError, build_hub_folder
+    from vtg_data.hub.publish import PublishError, publish_folder
+
+    if dry_run and out_dir is None:
+        _fail("--dry-run needs --out DIR to write the folder to")
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            cfg = HubBuildConfig(builder, tuple(inputs), out_dir or Path(scratch) / "dataset", repo=repo, version=version,
+                                 videos=videos, video_root=video_root, max_shard_rows=max_shard_rows,
+                                 changelog=tuple(changelog or ()))  # fmt: skip
+            folder = build_hub_folder(cfg)
+        except (HubBuildError, ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        table = Table(title=f"{repo} v{version} ({builder})")
+        for column in ("config", "split", "rows"):
+            table.add_column(column)
+        for config, splits in folder.configs.items():
+            for split, rows in splits.items():
+                table.add_row(config, split, str(rows))
+        out.print(table)
+        console.print(f"folder: {folder.path} ({len(folder.files)} files; load_dataset read it back)")
+        if dry_run:
+            return
+        try:
+            result = publish_folder(folder.path, repo, version, private=private)
+        except PublishError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # network and hub errors: say what failed, never the token
+            _fail(f"upload to {repo} failed: {type(exc).__name__}: {exc}; rerun to resume")
+    console.print(f"uploaded {len(result.uploaded)} file(s), {len(result.unchanged)} unchanged, "
+                  f"{len(result.deleted)} deleted, in {result.commits} commit(s); tagged {result.tag} at {result.commit[:12]}")  # fmt: skip
+
+
+@app.command("export")
+def export_command(
+    fmt: str = typer.Option(..., "--format", help="easyr1 | tvg-r1 | trl | llamafactory | lmms-eval"),
+    source: Path = typer.Option(..., "--input", help="A run folder (coldstart, rl) or normalized table(s)."),
+    out_file: Path = typer.Option(..., "--out", help="File to write (JSONL; JSON for tvg-r1)."),
+    video_root: Path = typer.Option(..., "--video-root", help="Folder with <source>/<video_path>."),
+    prompt: str = typer.Option("tvg_r1_think", "--prompt"),
+) -> None:
+    """Write a table in the format another trainer or evaluator reads."""
+    from vtg_data.hub.export import export
+
+    try:
+        count = export(source, fmt, out_file, video_root, prompt)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(f"wrote {count} records to {out_file}")
+
+
 def _invoke(command, **given):
     """Call another command function with its declared defaults for what is not given."""
     import inspect
