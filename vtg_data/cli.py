@@ -665,6 +665,10 @@ def demo(
     )  # fmt: skip
     console.print("[bold]8. RL set: difficulty bins from the scores[/bold]")
     _invoke(build_rl_command, scores=root / "difficulty", out_dir=root / "rl", policy=["bins"])
+    console.print("[bold]9. publishing: hub-layout folders with cards, read back with load_dataset[/bold]")
+    for builder, source in (("tvg-coldstart", root / "coldstart"), ("tvg-rl", root / "rl")):
+        _invoke(push_to_hub_command, builder=builder, inputs=[source], repo=f"vtg-data-demo/{builder}", version="0.1.0",
+                dry_run=True, out_dir=root / "hub" / builder, videos="embed", video_root=root / "videos")  # fmt: skip
 
 
 if __name__ == "__main__":
