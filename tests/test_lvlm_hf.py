@@ -99,7 +99,7 @@ def test_n_samples_per_request_and_failures_isolated(hf_backend, videos, tmp_pat
 
 
 def test_each_video_is_decoded_once_for_all_its_requests(hf_backend, videos, monkeypatch):
-    import vtg_data.lvlm.hf as hf_module
+    import vtg_data.lvlm.grouping as hf_module
 
     calls = []
     real = hf_module.load_clips

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from vtg_data.lvlm.base import (
@@ -29,7 +28,8 @@ from vtg_data.lvlm.base import (
     Response,
     video_summary,
 )
-from vtg_data.video import DecodeError, FrameCache, load_clips
+from vtg_data.lvlm.grouping import batches_by_video
+from vtg_data.video import FrameCache
 
 
 def local_revision(folder: Path) -> str:
@@ -122,29 +122,14 @@ class HFBackend(InferenceBackend):
         on_response: Callable[[Response], None] | None = None,
     ) -> Iterator[Response]:
         """Group by video, decode each video once, run prompts in batches of ``batch_size``."""
-        groups: dict[tuple, list[Request]] = {}
-        for request in requests:
-            groups.setdefault((request.video, self._policy(request)), []).append(request)
-        pending: list[tuple[Request, object]] = []
-        for (video, policy), members in groups.items():
-            clip = None
-            if video is not None:
-                _, clip = next(iter(load_clips([video], policy, backend=self.decode_backend, cache=self.frame_cache,
-                                               timeout=self.decode_timeout)))  # fmt: skip
-                if isinstance(clip, DecodeError):
-                    for request in members:
-                        yield self._emit(Response(request.uid, status="failed", error=str(clip)), on_response)
-                    continue
-            for request in members:
-                pending.append((request, clip))
-                if len(pending) == self.batch_size:
-                    yield from self._run_batch(pending, params, on_response)
-                    pending = []
-        if pending:
-            yield from self._run_batch(pending, params, on_response)
-
-    def _policy(self, request: Request):
-        return replace(request.policy, patch=self.patch, frame_multiple=self.temporal_patch)
+        for item in batches_by_video(
+            requests, batch_size=self.batch_size, patch=self.patch, temporal_patch=self.temporal_patch,
+            decode_backend=self.decode_backend, frame_cache=self.frame_cache, decode_timeout=self.decode_timeout,
+        ):  # fmt: skip
+            if isinstance(item, Response):
+                yield self._emit(item, on_response)
+            else:
+                yield from self._run_batch(item, params, on_response)
 
     @staticmethod
     def _emit(response: Response, on_response) -> Response:

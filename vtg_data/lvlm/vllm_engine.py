@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 
 from vtg_data.lvlm.base import (
     BackendIdentity,
@@ -20,7 +19,8 @@ from vtg_data.lvlm.base import (
     Response,
     video_summary,
 )
-from vtg_data.video import DecodeError, FrameCache, load_clips
+from vtg_data.lvlm.grouping import batches_by_video
+from vtg_data.video import FrameCache
 
 
 class VLLMBackend(InferenceBackend):
@@ -85,27 +85,14 @@ class VLLMBackend(InferenceBackend):
             max_tokens=params.max_tokens,
             seed=params.seed,
         )
-        groups: dict[tuple, list[Request]] = {}
-        for request in requests:
-            policy = replace(request.policy, patch=self.patch, frame_multiple=self.temporal_patch)
-            groups.setdefault((request.video, policy), []).append(request)
-        chunk: list[tuple[Request, object]] = []
-        for (video, policy), members in groups.items():
-            clip = None
-            if video is not None:
-                _, clip = next(iter(load_clips([video], policy, backend=self.decode_backend, cache=self.frame_cache,
-                                               timeout=self.decode_timeout)))  # fmt: skip
-                if isinstance(clip, DecodeError):
-                    for request in members:
-                        yield self._emit(Response(request.uid, status="failed", error=str(clip)), on_response)
-                    continue
-            for request in members:
-                chunk.append((request, clip))
-                if len(chunk) >= self.chunk_size:
-                    yield from self._run(chunk, sampling, on_response)
-                    chunk = []
-        if chunk:
-            yield from self._run(chunk, sampling, on_response)
+        for item in batches_by_video(
+            requests, batch_size=self.chunk_size, patch=self.patch, temporal_patch=self.temporal_patch,
+            decode_backend=self.decode_backend, frame_cache=self.frame_cache, decode_timeout=self.decode_timeout,
+        ):  # fmt: skip
+            if isinstance(item, Response):
+                yield self._emit(item, on_response)
+            else:
+                yield from self._run(item, sampling, on_response)
 
     @staticmethod
     def _emit(response: Response, on_response) -> Response:
