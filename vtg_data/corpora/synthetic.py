@@ -47,8 +47,13 @@ class SyntheticConfig:
     fps: int = 10
     width: int = 160
     height: int = 120
+    # "scenes": 2-5 scenes per video, one query each (colour fields, moving squares);
+    # "single_event": a grey screen turns one colour for a while, one query per video
+    layout: str = "scenes"
 
     def __post_init__(self) -> None:
+        if self.layout not in ("scenes", "single_event"):
+            raise ValueError("layout must be 'scenes' or 'single_event'")
         if self.n_videos < 1:
             raise ValueError("n_videos must be at least 1")
         if not 2.0 <= self.min_duration <= self.max_duration:
@@ -64,8 +69,12 @@ class Scene:
     background: str
     square: str | None = None
     direction: str | None = None
+    query: str | None = None  # set on the one annotated scene of a single-event video
+    annotated: bool = True
 
     def sentence(self) -> str:
+        if self.query is not None:
+            return self.query
         if self.square is None:
             return f"The screen is filled with {self.background}."
         article = "An" if self.square[0] in "aeiou" else "A"
@@ -74,7 +83,35 @@ class Scene:
         )
 
 
+def plan_single_event(rng: random.Random, cfg: SyntheticConfig) -> list[Scene]:
+    """A grey screen (level 40-120) that turns one colour for 2 s to 60% of the video."""
+    steps = round((cfg.max_duration - cfg.min_duration) / 0.5)
+    duration = cfg.min_duration + 0.5 * rng.randint(0, steps)
+    grey = f"grey-{rng.randint(40, 120)}"
+    colour = rng.choice(["red", "green", "blue", "yellow"])
+    longest = max(2.0, 0.6 * duration)
+    length = round(rng.uniform(2.0, longest), 1)
+    start = round(rng.uniform(0.0, duration - length), 1)
+    end = round(start + length, 1)
+    scenes = []
+    if start > 0:
+        scenes.append(Scene(0.0, start, grey, annotated=False))
+    scenes.append(Scene(start, end, colour, query=f"When is the screen {colour}?"))
+    if end < duration:
+        scenes.append(Scene(end, duration, grey, annotated=False))
+    return scenes
+
+
+def _hex(name: str) -> str:
+    if name.startswith("grey-"):
+        level = int(name[5:])
+        return f"0x{level:02X}{level:02X}{level:02X}"
+    return COLOURS[name]
+
+
 def plan_video(rng: random.Random, cfg: SyntheticConfig) -> list[Scene]:
+    if cfg.layout == "single_event":
+        return plan_single_event(rng, cfg)
     """Scenes of one video: 2-5 segments on the frame grid, neighbours with different backgrounds."""
     frames = rng.randint(round(cfg.min_duration * cfg.fps), round(cfg.max_duration * cfg.fps))
     shortest = cfg.fps  # no scene under one second: a moment a model can see
@@ -110,7 +147,7 @@ def encode_video(scenes: list[Scene], path: Path, cfg: SyntheticConfig) -> None:
     for scene in scenes:
         length = round((scene.end - scene.start) * cfg.fps) / cfg.fps
         background = ffmpeg.input(
-            f"color=c={COLOURS[scene.background]}:s={size}:r={cfg.fps}:d={length}", f="lavfi"
+            f"color=c={_hex(scene.background)}:s={size}:r={cfg.fps}:d={length}", f="lavfi"
         )
         if scene.square:
             square = ffmpeg.input(
@@ -157,10 +194,11 @@ def generate_synthetic(
     plans = [(f"syn{cfg.seed:04d}_{i:05d}", plan_video(rng, cfg)) for i in range(cfg.n_videos)]
     splits: dict[str, dict] = {}
     for index, (video_id, scenes) in enumerate(plans):
+        annotated = [s for s in scenes if s.annotated]
         splits.setdefault(split_of(index), {})[video_id] = {
             "duration": scenes[-1].end,
-            "timestamps": [[s.start, s.end] for s in scenes],
-            "sentences": [s.sentence() for s in scenes],
+            "timestamps": [[s.start, s.end] for s in annotated],
+            "sentences": [s.sentence() for s in annotated],
         }
     files = {f"{split}.json": raw_dir / f"{split}.json" for split in splits}
     up_to_date = (
