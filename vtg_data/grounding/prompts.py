@@ -94,6 +94,8 @@ PROMPTS: dict[str, PromptTemplate] = {
             "Query: {query}",
             "time",
         ),
+        # No system turn and a one-line instruction: for small models trained from scratch.
+        PromptTemplate("compact", 1, "", "{query} Answer as <time>[start, end]</time> in seconds.", "time"),
         PromptTemplate(
             "think_answer",
             1,

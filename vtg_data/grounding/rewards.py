@@ -100,6 +100,8 @@ PRESETS: dict[str, RewardPreset] = {
     "tvg_r1": RewardPreset("tvg_r1", {"format": 0.1, "iou": 0.9}, parse_mode="strict", format_mode="lenient"),
     "time_r1": RewardPreset("time_r1", {"format": 1.0, "timestamp_iou": 1.0}, answer_style="think_answer"),
     "iou_only": RewardPreset("iou_only", {"iou": 1.0}),
+    # TVG-R1's weights for answers without a reasoning block: strict <time>[s, e]</time> and nothing else
+    "tvg_r1_nothink": RewardPreset("tvg_r1_nothink", {"format": 0.1, "iou": 0.9}, answer_style="time"),
 }
 
 

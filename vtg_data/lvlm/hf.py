@@ -112,6 +112,10 @@ class HFBackend(InferenceBackend):
             )
         self.patch = video_processor.patch_size * getattr(video_processor, "merge_size", 1)
         self.temporal_patch = getattr(video_processor, "temporal_patch_size", 1)
+        tokenizer = self.processor.tokenizer
+        # A sampled <|video_pad|> would break the next forward on the completion ("video features and
+        # video tokens do not match"): never generate special tokens other than the end of turn.
+        self.suppress_tokens = sorted(set(tokenizer.all_special_ids) - {tokenizer.eos_token_id})
 
     # -----------------------------------------------------------------------------------------
 
@@ -200,6 +204,14 @@ class HFBackend(InferenceBackend):
 
     def sample(self, batch, params: GenerationParams) -> tuple[list[list[str]], list[int]]:
         """n completions for each prompt of the batch, with one shared prefill per prompt."""
+        new_tokens, prompt_tokens = self.generate_ids(batch, params)
+        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        n = params.n
+        return [decoded[i * n : (i + 1) * n] for i in range(len(batch))], prompt_tokens
+
+    def generate_ids(self, batch, params: GenerationParams):
+        """The generated token ids (n rows per prompt, padded after the end of turn) and the
+        prompt lengths; ``sample`` decodes them, trainers score them."""
         torch = self.torch
         inputs = self.prepare(batch)
         ids = inputs.pop("input_ids")
@@ -213,6 +225,7 @@ class HFBackend(InferenceBackend):
             "max_new_tokens": params.max_tokens,
             "do_sample": not params.greedy,
             "pad_token_id": self.processor.tokenizer.pad_token_id,
+            "suppress_tokens": self.suppress_tokens,
         }
         if not params.greedy:
             generation.update(temperature=params.temperature, top_p=params.top_p)
@@ -239,9 +252,7 @@ class HFBackend(InferenceBackend):
                 **{cache_name: cache},
                 **generation,
             )
-        new_tokens = output[:, ids.shape[1] :]
-        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [decoded[i * n : (i + 1) * n] for i in range(len(batch))], prompt_tokens
+        return output[:, ids.shape[1] :], prompt_tokens
 
     def close(self) -> None:
         del self.model

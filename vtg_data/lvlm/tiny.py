@@ -137,7 +137,20 @@ QWEN25_VL_3B = {
 }  # fmt: skip
 
 
-def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: dict | None = None):
+# Small sizes for learning on CPU (temporal rotary share raised to half: time is what is learned).
+SIZES = {
+    "xs": {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2,
+                    "num_key_value_heads": 1}, "vision": {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2}},
+    "s": {"text": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "num_key_value_heads": 2}, "vision": {"hidden_size": 64, "intermediate_size": 128, "num_heads": 2}},
+    "m": {"text": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4, "num_attention_heads": 4,
+                   "num_key_value_heads": 2}, "vision": {"hidden_size": 64, "intermediate_size": 128, "num_heads": 2}},
+}  # fmt: skip
+
+
+def build_config(
+    tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: dict | None = None, size: str | None = None
+):
     """A Qwen2.5-VL config: tiny by default, or the sizes in ``shape`` (e.g. ``QWEN25_VL_3B``)."""
     from transformers import Qwen2_5_VLConfig
 
@@ -154,13 +167,17 @@ def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: di
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
         **(shape or {}).get("text", {}),
+        **(SIZES[size]["text"] if size else {}),
     }
-    # rotary pairs per head, split over (time, height, width) in Qwen's 16/24/24 proportions
     half = text["hidden_size"] // text["num_attention_heads"] // 2
+    if size:  # half of the rotary pairs for time, a quarter each for height and width
+        sections = [half // 2, half // 4, half - half // 2 - half // 4]
+    else:  # Qwen's 16/24/24 proportions
+        sections = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]
     text["rope_parameters"] = {
         "rope_type": "default",
         "rope_theta": 1000000.0 if shape else 10000.0,
-        "mrope_section": [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8],
+        "mrope_section": sections,
     }
     vision = {
         "depth": 2,
@@ -174,6 +191,7 @@ def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: di
         "window_size": 56,
         "fullatt_block_indexes": [1],
         **(shape or {}).get("vision", {}),
+        **(SIZES[size]["vision"] if size else {}),
     }
     return Qwen2_5_VLConfig(
         text_config=text,
@@ -182,12 +200,18 @@ def build_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, shape: di
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        tie_word_embeddings=bool(size),
     )
 
 
 def make_tiny_model(
-    out: str | Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, family: str = "qwen2.5-vl"
+    out: str | Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    layers: int = 2,
+    family: str = "qwen2.5-vl",
+    size: str | None = None,
 ) -> Path:
     """Write model, tokenizer and processor to ``out``; returns the folder."""
     import torch
@@ -204,7 +228,7 @@ def make_tiny_model(
         )
     else:
         model = Qwen2_5_VLForConditionalGeneration(
-            build_config(tokenizer, hidden_size=hidden_size, layers=layers)
+            build_config(tokenizer, hidden_size=hidden_size, layers=layers, size=size)
         )
     model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
     model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")

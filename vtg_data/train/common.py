@@ -1,0 +1,141 @@
+"""What both trainers share: the run folder, the schedule, checkpoints that resume exactly,
+metrics as JSONL, and held-out evaluation through the inference backend (the eval code path)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vtg_data.grounding.metrics import best_match
+from vtg_data.grounding.parse import parse_answer
+from vtg_data.lvlm import GenerationParams
+from vtg_data.lvlm.hf import HFBackend
+from vtg_data.stages.common import write_json_atomic
+from vtg_data.train.data import Example, VideoInputs
+
+
+def lr_lambda(warmup: int, steps: int, floor: float):
+    """Linear warm-up, then linear decay to ``floor`` of the peak at the last step."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, steps - warmup)
+        return max(floor, 1.0 - (1.0 - floor) * progress)
+
+    return factor
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The example order of an epoch: a function of (seed, epoch) only, so a resume replays it."""
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
+    """Examples of a step: consecutive slices of the per-epoch orders."""
+    start = step * batch
+    out = []
+    while len(out) < batch:
+        epoch, offset = divmod(start + len(out), n)
+        out.append(epoch_order(n, seed, epoch)[offset])
+    return out
+
+
+class MetricsLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.board = SummaryWriter(str(path.parent / "tensorboard"))
+        except Exception:  # TensorBoard is optional
+            self.board = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as sink:
+            sink.write(json.dumps(record) + "\n")
+        if self.board is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.board.add_scalar(key, value, record["step"])
+
+
+def save_checkpoint(
+    out: Path, step: int, model, processor, optimizer, scheduler, extra: dict | None = None
+) -> Path:
+    """``out/checkpoints/step-N``: model + processor (loadable by ``vtg-data eval --model``),
+    optimizer, scheduler and RNG states, and the step (the data position follows from it)."""
+    folder = out / "checkpoints" / f"step-{step:06d}"
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+        },
+        tmp / "trainer_state.pt",
+    )
+    write_json_atomic(tmp / "trainer_state.json", {"step": step, **(extra or {})})
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.replace(folder)
+    return folder
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    folders = (
+        sorted(p for p in (out / "checkpoints").glob("step-*") if not p.name.endswith(".tmp"))
+        if (out / "checkpoints").is_dir()
+        else []
+    )
+    return folders[-1] if folders else None
+
+
+def restore(folder: Path, optimizer, scheduler) -> int:
+    state = torch.load(folder / "trainer_state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    return json.loads((folder / "trainer_state.json").read_text())["step"]
+
+
+def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Example], max_tokens: int = 32,
+                      samples: int = 1, temperature: float = 0.0) -> dict[str, float]:  # fmt: skip
+    """Held-out mIoU (and R1@0.5, well-formed rate) through the inference backend, as eval does."""
+    backend.model.eval()
+    params = GenerationParams(n=samples, temperature=temperature, max_tokens=max_tokens)
+    ious, formed = [], []
+    batch = [(inputs.request(e), inputs.clip(e.video)) for e in examples]
+    texts = []
+    for start in range(0, len(batch), 16):
+        chunk, _ = backend.sample(batch[start : start + 16], params)
+        texts += chunk
+    for example, outputs in zip(examples, texts, strict=True):
+        for text in outputs:
+            parsed = parse_answer(text, example.duration)
+            formed.append(
+                parse_answer(text, mode="strict").ok or parsed.ok and text.strip().startswith("<time>")
+            )
+            ious.append(
+                best_match(parsed.windows[0], example.windows)[0] if parsed.ok and parsed.windows else 0.0
+            )
+    return {
+        "mIoU": sum(ious) / len(ious),
+        "R1@0.5": sum(v >= 0.5 for v in ious) / len(ious),
+        "well_formed": sum(formed) / len(formed),
+    }

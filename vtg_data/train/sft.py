@@ -1,0 +1,178 @@
+"""``vtg-data train sft``: supervised fine-tuning on assistant tokens, video as video.
+
+One readable loop: seeded batches (a function of the step, so a resume replays the data order),
+AdamW with linear warm-up and decay, gradient clipping, loss on the answer tokens only, periodic
+held-out evaluation through the inference backend, checkpoints that ``vtg-data eval --model``
+loads and ``--resume`` continues from. ``accelerate`` places the model (CPU, one GPU, or several
+with ``accelerate launch``); bf16 and gradient checkpointing on GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vtg_data.stages.common import jsonable, write_json_atomic
+from vtg_data.video import SamplingPolicy
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """Where examples come from: a hub id (with revision) or a local folder/table."""
+
+    path: str
+    video_root: Path
+    revision: str | None = None
+    config: str = "all"
+    split: str = "train"
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    model: str
+    data: TrainData
+    out: Path
+    eval_data: TrainData | None = None
+    prompt: str = "tvg_r1_think"
+    policy: SamplingPolicy = field(default_factory=SamplingPolicy)
+    steps: int = 600
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 20
+    lr_floor: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    freeze_vision: bool = False
+    lora_rank: int = 0
+    gradient_checkpointing: bool = False
+    eval_every: int = 0
+    save_every: int = 100
+    eval_max_tokens: int = 32
+    resume: bool = False
+    stop_after: int | None = None  # stop early at this step (the schedule still spans ``steps``)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("steps, batch_size and lr must be positive")
+
+
+def build_backend(model: str, policy: SamplingPolicy):
+    from vtg_data.lvlm.hf import HFBackend
+
+    return HFBackend(model, batch_size=16)
+
+
+def prepare_model(backend, cfg) -> None:
+    model = backend.model
+    if cfg.freeze_vision:
+        visual = getattr(getattr(model, "model", model), "visual", None)
+        if visual is not None:
+            visual.requires_grad_(False)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if cfg.lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        backend.model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank,
+                                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))  # fmt: skip
+
+
+def batch_key(uids: list[str]) -> str:
+    return hashlib.sha256("|".join(uids).encode()).hexdigest()[:12]
+
+
+def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
+    from accelerate import Accelerator
+
+    from vtg_data.train.common import (
+        MetricsLog,
+        batch_indices,
+        evaluate_examples,
+        latest_checkpoint,
+        lr_lambda,
+        restore,
+        save_checkpoint,
+    )
+    from vtg_data.train.data import VideoInputs, collate, load_examples
+
+    torch.manual_seed(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    start_step, source = 0, cfg.model
+    checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
+    if checkpoint is not None:
+        source = str(checkpoint)
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    backend = build_backend(source, cfg.policy)
+    prepare_model(backend, cfg)
+    examples = load_examples(cfg.data.path, video_root=cfg.data.video_root, revision=cfg.data.revision,
+                             config=cfg.data.config, split=cfg.data.split, prompt=cfg.prompt, limit=cfg.data.limit)  # fmt: skip
+    held_out = []
+    if cfg.eval_data is not None:
+        e = cfg.eval_data
+        held_out = load_examples(e.path, video_root=e.video_root, revision=e.revision, config=e.config, split=e.split,
+                                 prompt=cfg.prompt, limit=e.limit)  # fmt: skip
+    inputs = VideoInputs(backend, cfg.policy)
+    features = {ex.uid: inputs.sft_example(ex) for ex in examples}  # every video decoded and processed once
+    model = backend.model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
+    if checkpoint is not None:
+        start_step = restore(checkpoint, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    backend.model = model
+    write_json_atomic(
+        cfg.out / "config.json",
+        {"stage": "train sft", "config": jsonable(asdict(cfg)), "started_from": source},
+    )
+    log = MetricsLog(cfg.out / "metrics.jsonl")
+    pad = backend.processor.tokenizer.pad_token_id
+    last = min(cfg.steps, cfg.stop_after or cfg.steps)
+    task = progress.add_task("sft", total=last, completed=start_step) if progress else None
+    history = []
+    began = time.perf_counter()
+    for step in range(start_step, last):
+        model.train()
+        picked = [examples[i] for i in batch_indices(len(examples), cfg.batch_size, step, cfg.seed)]
+        batch = {
+            k: v.to(accelerator.device) for k, v in collate([features[ex.uid] for ex in picked], pad).items()
+        }
+        inner = getattr(accelerator.unwrap_model(model), "model", None)
+        if inner is not None and hasattr(inner, "rope_deltas"):
+            inner.rope_deltas = None  # positions of another call must not leak into this forward
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(parameters, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = {"step": step + 1, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+                  "batch": batch_key([ex.uid for ex in picked]), "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
+        if held_out and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            record |= {
+                f"eval/{k}": v
+                for k, v in evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens).items()
+            }
+        log.write(record)
+        history.append(record)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0:
+            save_checkpoint(
+                cfg.out, step + 1, accelerator.unwrap_model(model), backend.processor, optimizer, scheduler
+            )
+        if task is not None:
+            progress.advance(task)
+    final = save_checkpoint(
+        cfg.out, last, accelerator.unwrap_model(model), backend.processor, optimizer, scheduler
+    )
+    result = {"final_checkpoint": str(final), "steps": last, "history": history}
+    if held_out:
+        result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
+    write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})
+    return result
