@@ -1,0 +1,274 @@
+"""``vtg-data train rl``: GRPO with the grounding rewards, video as video.
+
+Each step: ``prompts_per_step`` prompts, ``k`` rollouts each through the inference backend (one
+shared prefill per prompt, special tokens other than the end of turn suppressed), rewards from a
+preset of ``grounding.rewards`` against the ground-truth windows, group-normalized advantages
+((r - mean) / (std + eps), or without the division), then ``updates_per_step`` updates of the
+clipped policy objective on the completion tokens (token-level mean), with an optional KL to the
+frozen starting model and an optional entropy bonus. Logged per step: reward and each component,
+``frac_reward_zero_std``, completion lengths, KL, entropy, learning rate.
+
+TVG-R1's published settings are the ``tvg_r1`` preset (k 8, lr 1e-6, no KL, clip 0.2, 64 frames,
+temperature 1.0, entropy 1e-3).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vtg_data.grounding.rewards import PRESETS, compute_reward
+from vtg_data.lvlm import GenerationParams
+from vtg_data.stages.common import jsonable, write_json_atomic
+from vtg_data.train.sft import TrainData, batch_key, build_backend, prepare_model
+from vtg_data.video import SamplingPolicy
+
+
+@dataclass(frozen=True)
+class GRPOConfig:
+    model: str
+    data: TrainData
+    out: Path
+    eval_data: TrainData | None = None
+    prompt: str = "tvg_r1_think"
+    reward: str = "tvg_r1"
+    policy: SamplingPolicy = field(default_factory=SamplingPolicy)
+    steps: int = 100
+    prompts_per_step: int = 8
+    k: int = 8
+    temperature: float = 1.0
+    max_tokens: int = 64
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 0
+    lr_floor: float = 1.0
+    grad_clip: float = 1.0
+    clip: float = 0.2
+    beta: float = 0.0  # KL coefficient to the frozen starting model
+    entropy: float = 0.0
+    scale_by_std: bool = True
+    updates_per_step: int = 1
+    seed: int = 0
+    freeze_vision: bool = False
+    lora_rank: int = 0
+    gradient_checkpointing: bool = False
+    eval_every: int = 0
+    save_every: int = 50
+    eval_max_tokens: int = 32
+    resume: bool = False
+    stop_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.reward not in PRESETS:
+            raise ValueError(f"reward must be one of {sorted(PRESETS)}")
+        if self.k < 2:
+            raise ValueError("GRPO needs k >= 2 rollouts per prompt")
+
+
+PRESET_CONFIGS = {
+    # TVG-R1 (EasyR1 fork): 8 rollouts, lr 1e-6, no KL, clip 0.2, entropy 1e-3, 64 frames, 2048x28x28 pixels
+    "tvg_r1": {"k": 8, "lr": 1e-6, "beta": 0.0, "clip": 0.2, "entropy": 1e-3, "temperature": 1.0, "reward": "tvg_r1",
+               "policy": SamplingPolicy(fps=2.0, max_frames=64, min_pixels=4 * 28 * 28, total_pixels=2048 * 28 * 28,
+                                        max_pixels=128 * 28 * 28)},
+}  # fmt: skip
+
+
+def with_preset(cfg: GRPOConfig, preset: str) -> GRPOConfig:
+    if preset not in PRESET_CONFIGS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {sorted(PRESET_CONFIGS)}")
+    return replace(cfg, **PRESET_CONFIGS[preset])
+
+
+def _completions(ids: torch.Tensor, eos: int, pad: int) -> list[torch.Tensor]:
+    """Generated rows -> the tokens up to and including the first end of turn."""
+    rows = []
+    for row in ids:
+        stop = (row == eos).nonzero()
+        end = int(stop[0]) + 1 if len(stop) else int((row != pad).sum())
+        rows.append(row[:end])
+    return rows
+
+
+def _sequence_batch(
+    prompts: list[dict], completions: list[torch.Tensor], pad: int
+) -> tuple[dict, torch.Tensor]:
+    """Prompt + completion rows (right-padded) and a mask of the completion tokens."""
+    from vtg_data.train.data import collate
+
+    items = []
+    for prompt, completion in zip(prompts, completions, strict=True):
+        ids = torch.cat([prompt["input_ids"][0], completion])
+        item = {
+            k: v for k, v in prompt.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")
+        }
+        item["input_ids"] = ids
+        item["labels"] = torch.cat([torch.full_like(prompt["input_ids"][0], -100), completion])
+        if "mm_token_type_ids" in prompt:
+            item["mm_token_type_ids"] = torch.cat(
+                [prompt["mm_token_type_ids"][0], torch.zeros_like(completion)]
+            )
+        items.append(item)
+    batch = collate(items, pad)
+    mask = batch.pop("labels") != -100
+    return batch, mask
+
+
+def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities and entropies of the tokens at ``mask`` (shifted: token t from logits t-1)."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "rope_deltas"):
+        inner.rope_deltas = None
+    logits = model(**batch).logits[:, :-1].float()
+    targets = batch["input_ids"][:, 1:]
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logps = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    m = mask[:, 1:]
+    return logps * m, entropy * m
+
+
+def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
+    from accelerate import Accelerator
+
+    from vtg_data.train.common import (
+        MetricsLog,
+        batch_indices,
+        evaluate_examples,
+        latest_checkpoint,
+        lr_lambda,
+        restore,
+        save_checkpoint,
+    )
+    from vtg_data.train.data import VideoInputs, load_examples
+
+    torch.manual_seed(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
+    source = str(checkpoint) if checkpoint is not None else cfg.model
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    backend = build_backend(source, cfg.policy)
+    prepare_model(backend, cfg)
+    reference = None
+    if cfg.beta > 0:
+        reference = copy.deepcopy(backend.model).eval().requires_grad_(False)
+    examples = load_examples(cfg.data.path, video_root=cfg.data.video_root, revision=cfg.data.revision,
+                             config=cfg.data.config, split=cfg.data.split, prompt=cfg.prompt, limit=cfg.data.limit)  # fmt: skip
+    held_out = []
+    if cfg.eval_data is not None:
+        e = cfg.eval_data
+        held_out = load_examples(e.path, video_root=e.video_root, revision=e.revision, config=e.config, split=e.split,
+                                 prompt=cfg.prompt, limit=e.limit)  # fmt: skip
+    inputs = VideoInputs(backend, cfg.policy)
+    model = backend.model
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
+    start_step = restore(checkpoint, optimizer, scheduler) if checkpoint is not None else 0
+    model, optimizer = accelerator.prepare(model, optimizer)
+    backend.model = model
+    write_json_atomic(
+        cfg.out / "config.json",
+        {"stage": "train rl", "config": jsonable(asdict(cfg)), "started_from": source},
+    )
+    log = MetricsLog(cfg.out / "metrics.jsonl")
+    tokenizer = backend.processor.tokenizer
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    params = GenerationParams(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
+    last = min(cfg.steps, cfg.stop_after or cfg.steps)
+    task = progress.add_task("grpo", total=last, completed=start_step) if progress else None
+    history = []
+    began = time.perf_counter()
+    for step in range(start_step, last):
+        picked = [examples[i] for i in batch_indices(len(examples), cfg.prompts_per_step, step, cfg.seed)]
+        batch = [(inputs.request(ex), inputs.clip(ex.video)) for ex in picked]
+        model.eval()
+        params_step = replace(params, seed=cfg.seed * 100_003 + step)
+        generated, _ = backend.generate_ids(batch, params_step)
+        completions = _completions(generated.cpu(), eos, pad)
+        texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+        rewards, components = [], {}
+        for i, text in enumerate(texts):
+            example = picked[i // cfg.k]
+            result = compute_reward(
+                text,
+                {"uid": example.uid, "windows": example.windows, "duration": example.duration},
+                cfg.reward,
+            )
+            rewards.append(result.total)
+            for name, value in result.components.items():
+                components.setdefault(name, []).append(value)
+        grouped = torch.tensor(rewards).view(len(picked), cfg.k)
+        mean, std = grouped.mean(1, keepdim=True), grouped.std(1, unbiased=False, keepdim=True)
+        advantages = (grouped - mean) / (std + 1e-4) if cfg.scale_by_std else grouped - mean
+        advantages = advantages.view(-1)
+        prompts = [inputs.prompt(ex) for ex in picked for _ in range(cfg.k)]
+        seq, mask = _sequence_batch(prompts, completions, pad)
+        seq = {k: v.to(accelerator.device) for k, v in seq.items()}
+        mask = mask.to(accelerator.device)
+        tokens = mask[:, 1:].sum().clamp(min=1)
+        with torch.no_grad():
+            old_logps, _ = _token_logps(model, seq, mask)
+            ref_logps = _token_logps(reference, seq, mask)[0] if reference is not None else None
+        model.train()
+        adv = advantages.to(accelerator.device).unsqueeze(1)
+        for _ in range(cfg.updates_per_step):
+            logps, entropy = _token_logps(model, seq, mask)
+            ratio = torch.exp(logps - old_logps)
+            objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
+            loss = -(objective * mask[:, 1:]).sum() / tokens
+            kl = torch.zeros((), device=logps.device)
+            if ref_logps is not None:
+                delta = (ref_logps - logps) * mask[:, 1:]
+                kl = ((torch.exp(delta) - delta - 1) * mask[:, 1:]).sum() / tokens
+                loss = loss + cfg.beta * kl
+            mean_entropy = entropy.sum() / tokens
+            loss = loss - cfg.entropy * mean_entropy
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(parameters, cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        scheduler.step()
+        lengths = [len(c) for c in completions]
+        record = {
+            "step": step + 1,
+            "reward": statistics.fmean(rewards),
+            **{f"reward/{k}": statistics.fmean(v) for k, v in components.items()},
+            "frac_reward_zero_std": float((std.view(-1) == 0).float().mean()),
+            "completion_length": statistics.fmean(lengths),
+            "completion_length_max": max(lengths),
+            "kl": float(kl.detach()),
+            "entropy": float(mean_entropy.detach()),
+            "loss": float(loss.detach()),
+            "lr": scheduler.get_last_lr()[0],
+            "batch": batch_key([ex.uid for ex in picked]),
+            "seconds": round(time.perf_counter() - began, 3),
+        }
+        if held_out and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            record |= {
+                f"eval/{k}": v
+                for k, v in evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens).items()
+            }
+        if any(v != v for v in record.values() if isinstance(v, float)):
+            raise FloatingPointError(f"NaN at step {step + 1}: {record}")
+        log.write(record)
+        history.append(record)
+        if cfg.save_every and (step + 1) % cfg.save_every == 0:
+            save_checkpoint(
+                cfg.out, step + 1, accelerator.unwrap_model(model), backend.processor, optimizer, scheduler
+            )
+        if task is not None:
+            progress.advance(task)
+    final = save_checkpoint(
+        cfg.out, last, accelerator.unwrap_model(model), backend.processor, optimizer, scheduler
+    )
+    result = {"final_checkpoint": str(final), "steps": last, "history": history}
+    if held_out:
+        result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
+    write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})
+    return result
