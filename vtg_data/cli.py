@@ -23,7 +23,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+train_app = typer.Typer(help="Train: supervised fine-tuning and GRPO, video-native.", no_args_is_help=True)
 app.add_typer(build_app, name="build")
+app.add_typer(train_app, name="train")
 console = Console(stderr=True)
 out = Console()
 
@@ -598,6 +600,147 @@ def export_command(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(f"wrote {count} records to {out_file}")
+
+
+def _train_common(data, video_root, revision, config, split, eval_data, eval_split, limit):
+    from vtg_data.train.sft import TrainData
+
+    train = TrainData(str(data), video_root, revision=revision, config=config, split=split, limit=limit)
+    held_out = (
+        TrainData(str(eval_data), video_root, revision=revision, config=config, split=eval_split)
+        if eval_data
+        else None
+    )
+    return train, held_out
+
+
+@train_app.command("sft")
+def train_sft_command(
+    model: str = typer.Option(..., "--model", help="Model path or hub id to start from."),
+    data: str = typer.Option(..., "--data", help="Hub id or local folder (hub layout), or a Parquet table."),
+    out_dir: Path = typer.Option(..., "--out", help="Run folder: checkpoints, metrics.jsonl, config.json."),
+    video_root: Path = typer.Option(..., "--video-root", help="Folder with <source>/<video_path>."),
+    revision: str | None = typer.Option(None, "--revision", help="Dataset version tag, e.g. v1.0.0."),
+    config: str = typer.Option("all", "--config"),
+    split: str = typer.Option("train", "--split"),
+    eval_data: str | None = typer.Option(None, "--eval-data", help="Held-out data for periodic greedy mIoU."),
+    eval_split: str = typer.Option("test", "--eval-split"),
+    prompt: str = typer.Option("tvg_r1_think", "--prompt"),
+    steps: int = typer.Option(600, "--steps"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    warmup: int = typer.Option(20, "--warmup"),
+    seed: int = typer.Option(0, "--seed"),
+    fps: float = typer.Option(2.0, "--fps"),
+    max_frames: int = typer.Option(64, "--max-frames"),
+    min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
+    max_pixels: int = typer.Option(128 * 28 * 28, "--max-pixels"),
+    freeze_vision: bool = typer.Option(False, "--freeze-vision"),
+    lora_rank: int = typer.Option(0, "--lora-rank", help="LoRA rank (0: full fine-tuning)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    eval_every: int = typer.Option(0, "--eval-every"),
+    save_every: int = typer.Option(100, "--save-every"),
+    limit: int | None = typer.Option(None, "--limit"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+    stop_after: int | None = typer.Option(
+        None, "--stop-after", help="Stop at this step (the schedule spans --steps)."
+    ),
+) -> None:
+    """Supervised fine-tuning on the assistant tokens (cold-start traces or ground-truth answers)."""
+    from vtg_data.train.sft import SFTConfig, train_sft
+    from vtg_data.video import SamplingPolicy
+
+    try:
+        train, held_out = _train_common(
+            data, video_root, revision, config, split, eval_data, eval_split, limit
+        )
+        cfg = SFTConfig(
+            model=model, data=train, out=out_dir, eval_data=held_out, prompt=prompt, steps=steps, batch_size=batch_size, lr=lr,
+            warmup=warmup, seed=seed, freeze_vision=freeze_vision, lora_rank=lora_rank,
+            gradient_checkpointing=gradient_checkpointing, eval_every=eval_every, save_every=save_every, resume=resume,
+            stop_after=stop_after,
+            policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
+        )  # fmt: skip
+        with _progress() as progress:
+            result = train_sft(cfg, progress)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    last = result["history"][-1] if result["history"] else {}
+    console.print(
+        f"sft: step {result['steps']}, loss {last.get('loss', float('nan')):.3f}; checkpoint {result['final_checkpoint']}"
+    )
+    if "eval" in result:
+        console.print(f"held-out: {json.dumps({k: round(v, 3) for k, v in result['eval'].items()})}")
+
+
+@train_app.command("rl")
+def train_rl_command(
+    model: str = typer.Option(
+        ..., "--model", help="Model path or checkpoint to start from (e.g. the SFT one)."
+    ),
+    data: str = typer.Option(..., "--data", help="Hub id or local folder (hub layout), or a Parquet table."),
+    out_dir: Path = typer.Option(..., "--out"),
+    video_root: Path = typer.Option(..., "--video-root"),
+    revision: str | None = typer.Option(None, "--revision"),
+    config: str = typer.Option("all", "--config"),
+    split: str = typer.Option("train", "--split"),
+    eval_data: str | None = typer.Option(None, "--eval-data"),
+    eval_split: str = typer.Option("test", "--eval-split"),
+    preset: str | None = typer.Option(None, "--preset", help="tvg_r1: TVG-R1's published settings."),
+    prompt: str = typer.Option("tvg_r1_think", "--prompt"),
+    reward: str = typer.Option("tvg_r1", "--reward"),
+    steps: int = typer.Option(100, "--steps"),
+    prompts_per_step: int = typer.Option(8, "--prompts-per-step"),
+    k: int = typer.Option(8, "-k", "--k"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    max_tokens: int = typer.Option(64, "--max-tokens"),
+    lr: float = typer.Option(2e-4, "--lr"),
+    clip: float = typer.Option(0.2, "--clip"),
+    beta: float = typer.Option(0.0, "--beta", help="KL coefficient to the starting model."),
+    entropy: float = typer.Option(0.0, "--entropy"),
+    no_std: bool = typer.Option(False, "--no-std", help="Advantages without dividing by the group std."),
+    seed: int = typer.Option(0, "--seed"),
+    fps: float = typer.Option(2.0, "--fps"),
+    max_frames: int = typer.Option(64, "--max-frames"),
+    min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
+    max_pixels: int = typer.Option(128 * 28 * 28, "--max-pixels"),
+    eval_every: int = typer.Option(0, "--eval-every"),
+    save_every: int = typer.Option(50, "--save-every"),
+    limit: int | None = typer.Option(None, "--limit"),
+    resume: bool = typer.Option(False, "--resume"),
+    stop_after: int | None = typer.Option(None, "--stop-after"),
+) -> None:
+    """GRPO on the ground truth with the grounding rewards."""
+    from vtg_data.train.grpo import GRPOConfig, train_grpo, with_preset
+    from vtg_data.video import SamplingPolicy
+
+    try:
+        train, held_out = _train_common(
+            data, video_root, revision, config, split, eval_data, eval_split, limit
+        )
+        cfg = GRPOConfig(
+            model=model, data=train, out=out_dir, eval_data=held_out, prompt=prompt, reward=reward, steps=steps,
+            prompts_per_step=prompts_per_step, k=k, temperature=temperature, max_tokens=max_tokens, lr=lr, clip=clip,
+            beta=beta, entropy=entropy, scale_by_std=not no_std, seed=seed, eval_every=eval_every, save_every=save_every,
+            resume=resume, stop_after=stop_after,
+            policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
+        )  # fmt: skip
+        if preset:
+            cfg = with_preset(cfg, preset)
+        with _progress() as progress:
+            result = train_grpo(cfg, progress)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        _fail(str(exc))
+    history = result["history"]
+    if history:
+        first = sum(h["reward"] for h in history[:10]) / len(history[:10])
+        last = sum(h["reward"] for h in history[-10:]) / len(history[-10:])
+        console.print(
+            f"grpo: {result['steps']} steps; mean reward first 10 {first:.3f} -> last 10 {last:.3f}"
+        )
+    console.print(f"checkpoint {result['final_checkpoint']}")
+    if "eval" in result:
+        console.print(f"held-out: {json.dumps({k: round(v, 3) for k, v in result['eval'].items()})}")
 
 
 def _invoke(command, **given):
