@@ -9,7 +9,7 @@ from vtg_data.grounding.baselines import mean_relative_window, prior_windows
 
 
 def test_demo_runs_every_stage_and_scores_a_baseline(tmp_path):
-    result = CliRunner().invoke(app, ["demo", "--root", str(tmp_path), "--n-videos", "4"])
+    result = CliRunner().invoke(app, ["demo", "--root", str(tmp_path), "--n-videos", "4", "--no-recipe"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
     test_rows = pl.read_parquet(tmp_path / "normalized/synthetic/test.parquet").height

@@ -97,6 +97,13 @@ PROMPTS: dict[str, PromptTemplate] = {
         # No system turn and a one-line instruction: for small models trained from scratch.
         PromptTemplate("compact", 1, "", "{query} Answer as <time>[start, end]</time> in seconds.", "time"),
         PromptTemplate(
+            "compact_think",
+            1,
+            "",
+            "{query} Think briefly, then answer as <time>[start, end]</time> in seconds.",
+            "think_time",
+        ),
+        PromptTemplate(
             "think_answer",
             1,
             "Find the moment in the video that the query describes. Think first, inside <think> </think> tags, "
