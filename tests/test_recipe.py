@@ -17,7 +17,10 @@ def test_simulated_teacher_is_wider_than_the_truth(tmp_path):
     miou = write_simulated_traces(rows, tmp_path / "t.jsonl", widen=2.0, noise=0.0)
     assert miou == pytest.approx(4 / 8)
     first = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
-    assert first["response"].endswith("<time>[6, 14]</time>") and "simulated" in first["teacher"]
+    assert (
+        first["response"] == "<think>red from 6s to 14s</think> <time>[6, 14]</time>"
+        and "simulated" in first["teacher"]
+    )
 
 
 def test_recipe_smoke(tmp_path):

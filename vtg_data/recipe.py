@@ -22,6 +22,7 @@ from vtg_data.video import SamplingPolicy
 
 POLICY = SamplingPolicy(fps=2.0, min_frames=4, max_frames=64, min_pixels=56 * 56, max_pixels=56 * 56)
 PROMPT = "compact_think"
+MAX_TOKENS = 64  # the simulated traces are about 50 byte tokens
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
     from vtg_data.lvlm.hf import HFBackend
     from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.stages.coldstart import ColdstartConfig, build_coldstart
+    from vtg_data.stages.coldstart_rules import RuleOptions
     from vtg_data.stages.difficulty import DifficultyConfig, score_difficulty
     from vtg_data.stages.download import DownloadConfig, download
     from vtg_data.stages.rlset import RLConfig, build_rl
@@ -86,7 +88,7 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
     say("recipe 3/8: cold-start set from the imported traces")
     coldstart = build_coldstart(ColdstartConfig(data=(normalized / "train.parquet",), out=root / "coldstart",
                                                 import_files=(root / "teacher" / "traces.jsonl",), student_prompt=PROMPT,
-                                                shards=1))  # fmt: skip
+                                                options=RuleOptions(min_chars=20, min_tokens=4), shards=1))  # fmt: skip
 
     say(f"recipe 4/8: SFT on the teacher's windows ({cfg.sft_steps} steps)")
     init = make_tiny_model(root / "models" / "init", size="s", seed=cfg.seed)
@@ -94,13 +96,16 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
                               prompt=PROMPT, policy=POLICY, steps=cfg.sft_steps, seed=cfg.seed, save_every=0), progress)  # fmt: skip
 
     say("recipe 5/8: difficulty of the training pool under the SFT model")
-    score_difficulty(DifficultyConfig(data=(normalized / "train.parquet",), out=root / "difficulty", k=4, max_tokens=48,
+    score_difficulty(DifficultyConfig(data=(normalized / "train.parquet",), out=root / "difficulty", k=4, max_tokens=MAX_TOKENS,
                                       prompt=PROMPT, reward="tvg_r1", policy=POLICY, shards=2),
                      backend=HFBackend(sft["final_checkpoint"], batch_size=16))  # fmt: skip
     say("recipe 6/8: RL set (groups with reward variance) published to a local hub folder")
-    build_rl(
+    selected = build_rl(
         RLConfig(scores=root / "difficulty", out=root / "rl", policies=("nonzero-variance",), seed=cfg.seed)
     )
+    if selected["counts"]["selected"] == 0:  # every group scored alike (a model that cannot answer yet)
+        say("no sample has reward variance under this model: RL runs on the whole scored pool")
+        build_rl(RLConfig(scores=root / "difficulty", out=root / "rl", policies=(), seed=cfg.seed))
     build_hub_folder(
         HubBuildConfig("tvg-rl", (root / "rl",), root / "hub" / "tvg-rl", repo="demo/tvg-rl", version="0.1.0")
     )
@@ -108,7 +113,7 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
     say(f"recipe 7/8: GRPO on the ground truth ({cfg.rl_steps} steps, k={cfg.k})")
     rl = train_grpo(GRPOConfig(model=sft["final_checkpoint"], data=TrainData(str(root / "hub" / "tvg-rl"), videos),
                                out=root / "grpo", prompt=PROMPT, reward="tvg_r1", policy=POLICY, steps=cfg.rl_steps, k=cfg.k,
-                               max_tokens=48, lr=cfg.rl_lr, seed=cfg.seed, save_every=0), progress)  # fmt: skip
+                               max_tokens=MAX_TOKENS, lr=cfg.rl_lr, seed=cfg.seed, save_every=0), progress)  # fmt: skip
 
     say("recipe 8/8: held-out evaluation")
     held_out = load_examples(str(normalized / "test.parquet"), video_root=videos, prompt=PROMPT)
@@ -123,9 +128,9 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
         ("SFT + GRPO", rl["final_checkpoint"]),
     ):
         backend = HFBackend(model, batch_size=16)
-        results[name] = evaluate_examples(backend, VideoInputs(backend, POLICY), held_out, max_tokens=48)[
-            "mIoU"
-        ]
+        results[name] = evaluate_examples(
+            backend, VideoInputs(backend, POLICY), held_out, max_tokens=MAX_TOKENS
+        )["mIoU"]
     history = rl["history"]
     return {
         "held_out_mIoU": results,

@@ -34,7 +34,7 @@ def write_simulated_traces(
         s, e = simulated_window(row["windows"][0], row["duration"], rng, widen, noise)
         ious.append(iou((s, e), row["windows"][0]))
         colour = row["query"].rstrip("?").split()[-1]
-        response = f"<think>The screen is {colour} from {fmt(s)}s to {fmt(e)}s.</think> <time>[{fmt(s)}, {fmt(e)}]</time>"
+        response = f"<think>{colour} from {fmt(s)}s to {fmt(e)}s</think> <time>[{fmt(s)}, {fmt(e)}]</time>"
         lines.append(
             json.dumps(
                 {

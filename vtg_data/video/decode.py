@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import re
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -238,7 +240,18 @@ class _DecodeWorker:
         self.process = context.Process(
             target=_worker_loop, args=(child,), daemon=True, name="vtg-data-decoder"
         )
-        self.process.start()
+        # A main module without a file on disk (python -, python -c, some notebooks) cannot be
+        # re-imported by a spawned child; the worker needs nothing from it.
+        main = sys.modules.get("__main__")
+        path = getattr(main, "__file__", None)
+        hide = path is not None and not os.path.exists(path)
+        if hide:
+            del main.__file__
+        try:
+            self.process.start()
+        finally:
+            if hide:
+                main.__file__ = path
         child.close()
 
     def stop(self) -> None:
