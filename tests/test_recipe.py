@@ -7,6 +7,7 @@ import pytest
 from vtg_data.grounding.simulated_teacher import write_simulated_traces
 
 pytest.importorskip("transformers")
+pytestmark = pytest.mark.timeout(900)
 
 
 def test_simulated_teacher_is_wider_than_the_truth(tmp_path):

@@ -12,6 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+# Real training runs: about 2 min for the shared SFT fixture on 2 idle cores; room for a busy machine.
+pytestmark = pytest.mark.timeout(1500)
 
 from vtg_data.corpora.synthetic import SyntheticConfig  # noqa: E402
 from vtg_data.grounding.baselines import mean_relative_window  # noqa: E402
