@@ -139,3 +139,44 @@ def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Ex
         "R1@0.5": sum(v >= 0.5 for v in ious) / len(ious),
         "well_formed": sum(formed) / len(formed),
     }
+
+
+def load_run_data(cfg) -> tuple[list[Example], list[Example]]:
+    """Training examples and the held-out ones of a trainer config (``data``/``eval_data``)."""
+    from vtg_data.train.data import load_examples
+
+    def load(data):
+        return load_examples(data.path, video_root=data.video_root, revision=data.revision, config=data.config,
+                             split=data.split, prompt=cfg.prompt, limit=data.limit)  # fmt: skip
+
+    return load(cfg.data), (load(cfg.eval_data) if cfg.eval_data is not None else [])
+
+
+def after_step(cfg, step: int, record: dict, *, log: MetricsLog, history: list, model, backend, inputs, held_out,
+               optimizer, scheduler, progress=None, task=None) -> None:  # fmt: skip
+    """Periodic held-out eval, the metrics line, periodic checkpoint, progress: one step's bookkeeping."""
+    if held_out and cfg.eval_every and step % cfg.eval_every == 0:
+        record |= {
+            f"eval/{k}": v
+            for k, v in evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens).items()
+        }
+    if any(v != v for v in record.values() if isinstance(v, float)):
+        raise FloatingPointError(f"NaN at step {step}: {record}")
+    log.write(record)
+    history.append(record)
+    if cfg.save_every and step % cfg.save_every == 0:
+        save_checkpoint(cfg.out, step, model, backend.processor, optimizer, scheduler)
+    if task is not None:
+        progress.advance(task)
+
+
+def finish(
+    cfg, last: int, *, model, backend, inputs, held_out, optimizer, scheduler, history
+) -> dict[str, Any]:
+    """The final checkpoint, the held-out evaluation and ``summary.json``."""
+    final = save_checkpoint(cfg.out, last, model, backend.processor, optimizer, scheduler)
+    result = {"final_checkpoint": str(final), "steps": last, "history": history}
+    if held_out:
+        result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
+    write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})
+    return result

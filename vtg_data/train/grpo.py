@@ -138,14 +138,15 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
 
     from vtg_data.train.common import (
         MetricsLog,
+        after_step,
         batch_indices,
-        evaluate_examples,
+        finish,
         latest_checkpoint,
+        load_run_data,
         lr_lambda,
         restore,
-        save_checkpoint,
     )
-    from vtg_data.train.data import VideoInputs, load_examples
+    from vtg_data.train.data import VideoInputs
 
     torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -157,13 +158,7 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
     reference = None
     if cfg.beta > 0:
         reference = copy.deepcopy(backend.model).eval().requires_grad_(False)
-    examples = load_examples(cfg.data.path, video_root=cfg.data.video_root, revision=cfg.data.revision,
-                             config=cfg.data.config, split=cfg.data.split, prompt=cfg.prompt, limit=cfg.data.limit)  # fmt: skip
-    held_out = []
-    if cfg.eval_data is not None:
-        e = cfg.eval_data
-        held_out = load_examples(e.path, video_root=e.video_root, revision=e.revision, config=e.config, split=e.split,
-                                 prompt=cfg.prompt, limit=e.limit)  # fmt: skip
+    examples, held_out = load_run_data(cfg)
     inputs = VideoInputs(backend, cfg.policy)
     model = backend.model
     parameters = [p for p in model.parameters() if p.requires_grad]
@@ -249,26 +244,8 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
             "batch": batch_key([ex.uid for ex in picked]),
             "seconds": round(time.perf_counter() - began, 3),
         }
-        if held_out and cfg.eval_every and (step + 1) % cfg.eval_every == 0:
-            record |= {
-                f"eval/{k}": v
-                for k, v in evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens).items()
-            }
-        if any(v != v for v in record.values() if isinstance(v, float)):
-            raise FloatingPointError(f"NaN at step {step + 1}: {record}")
-        log.write(record)
-        history.append(record)
-        if cfg.save_every and (step + 1) % cfg.save_every == 0:
-            save_checkpoint(
-                cfg.out, step + 1, accelerator.unwrap_model(model), backend.processor, optimizer, scheduler
-            )
-        if task is not None:
-            progress.advance(task)
-    final = save_checkpoint(
-        cfg.out, last, accelerator.unwrap_model(model), backend.processor, optimizer, scheduler
-    )
-    result = {"final_checkpoint": str(final), "steps": last, "history": history}
-    if held_out:
-        result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
-    write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})
-    return result
+        after_step(cfg, step + 1, record, log=log, history=history, model=accelerator.unwrap_model(model),
+                   backend=backend, inputs=inputs, held_out=held_out, optimizer=optimizer, scheduler=scheduler,
+                   progress=progress, task=task)  # fmt: skip
+    return finish(cfg, last, model=accelerator.unwrap_model(model), backend=backend, inputs=inputs, held_out=held_out,
+                  optimizer=optimizer, scheduler=scheduler, history=history)  # fmt: skip
