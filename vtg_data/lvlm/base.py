@@ -96,6 +96,13 @@ class InferenceBackend(ABC):
 
     closed: bool = False
 
+    @staticmethod
+    def _emit(response: Response, on_response: Callable[[Response], None] | None) -> Response:
+        """Hand a response to the caller's callback (e.g. to persist it) before yielding it."""
+        if on_response:
+            on_response(response)
+        return response
+
     def close(self) -> None:
         """Release models, clients or engines; subclasses free what they hold."""
         self.closed = True

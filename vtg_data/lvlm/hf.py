@@ -135,12 +135,6 @@ class HFBackend(InferenceBackend):
             else:
                 yield from self._run_batch(item, params, on_response)
 
-    @staticmethod
-    def _emit(response: Response, on_response) -> Response:
-        if on_response:
-            on_response(response)
-        return response
-
     def metadata(self, clip):
         from transformers.video_utils import VideoMetadata
 

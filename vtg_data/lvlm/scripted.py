@@ -37,6 +37,4 @@ class ScriptedBackend(InferenceBackend):
                 response = Response(request.uid, texts, seconds=time.perf_counter() - start)
             except Exception as exc:  # a responder error fails this request only
                 response = Response(request.uid, status="failed", error=f"{type(exc).__name__}: {exc}")
-            if on_response:
-                on_response(response)
-            yield response
+            yield self._emit(response, on_response)

@@ -94,12 +94,6 @@ class VLLMBackend(InferenceBackend):
             else:
                 yield from self._run(item, sampling, on_response)
 
-    @staticmethod
-    def _emit(response: Response, on_response) -> Response:
-        if on_response:
-            on_response(response)
-        return response
-
     def _prompt(self, request: Request, clip) -> dict:
         text = self.processor.apply_chat_template(
             request.messages, add_generation_prompt=True, tokenize=False
