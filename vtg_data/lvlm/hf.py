@@ -42,6 +42,50 @@ def local_revision(folder: Path) -> str:
     return "local-" + digest.hexdigest()[:12]
 
 
+def is_adapter_folder(path: str | Path) -> bool:
+    """A LoRA checkpoint: peft's adapter files without a full model config."""
+    folder = Path(str(path))
+    return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
+
+
+def load_model(path: str | Path, *, trainable_adapter: bool = False, **load):
+    """A full model folder or hub id, or a LoRA adapter folder over its recorded base model.
+
+    An adapter is merged into its base for inference (no per-token adapter overhead); with
+    ``trainable_adapter`` it stays a trainable ``PeftModel`` (resuming LoRA training).
+    """
+    import json
+
+    from transformers import AutoModelForImageTextToText
+
+    if not is_adapter_folder(path):
+        return AutoModelForImageTextToText.from_pretrained(str(path), **load)
+    try:
+        from peft import PeftModel
+    except ImportError as error:
+        raise ImportError(
+            f"{path} is a LoRA adapter; loading it needs peft (pip install 'vtg-data[train]')"
+        ) from error
+    base_path = json.loads((Path(str(path)) / "adapter_config.json").read_text()).get(
+        "base_model_name_or_path"
+    )
+    if not base_path:
+        raise ValueError(f"{path}/adapter_config.json does not name its base model (base_model_name_or_path)")
+    load = {k: v for k, v in load.items() if k != "revision"}  # the revision is the adapter's, not the base's
+    base = AutoModelForImageTextToText.from_pretrained(base_path, **load)
+    adapted = PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter)
+    return adapted if trainable_adapter else adapted.merge_and_unload()
+
+
+def rope_owner(model):
+    """The module that caches ``rope_deltas`` (Qwen-VL's position offset after the video), found
+    through any wrapper (peft, accelerate, DDP), or None for models without one."""
+    for module in model.modules():
+        if "rope_deltas" in vars(module):
+            return module
+    return None
+
+
 class HFBackend(InferenceBackend):
     def __init__(
         self,
@@ -55,9 +99,10 @@ class HFBackend(InferenceBackend):
         frame_cache: FrameCache | None = None,
         decode_timeout: float | None = 120.0,
         attn_implementation: str | None = None,
+        trainable_adapter: bool = False,
     ):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoProcessor
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         kwargs = {"revision": revision} if revision else {}
@@ -65,7 +110,7 @@ class HFBackend(InferenceBackend):
         load = {"dtype": dtype, **kwargs}
         if attn_implementation:
             load["attn_implementation"] = attn_implementation
-        loaded = AutoModelForImageTextToText.from_pretrained(str(model), **load).to(device).eval()
+        loaded = load_model(model, trainable_adapter=trainable_adapter, **load).to(device).eval()
         folder = Path(str(model))
         resolved = revision or getattr(loaded.config, "_commit_hash", None)
         if not resolved and folder.is_dir():
@@ -224,8 +269,8 @@ class HFBackend(InferenceBackend):
         if not params.greedy:
             generation.update(temperature=params.temperature, top_p=params.top_p)
         with torch.inference_mode():
-            inner = getattr(self.model, "model", None)
-            if inner is not None and hasattr(inner, "rope_deltas"):
+            inner = rope_owner(self.model)
+            if inner is not None:
                 inner.rope_deltas = None  # positions of the previous batch must not leak in
             prefix = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1], **inputs}
             if token_types is not None:

@@ -121,8 +121,10 @@ def _sequence_batch(
 
 def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities and entropies of the tokens at ``mask`` (shifted: token t from logits t-1)."""
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "rope_deltas"):
+    from vtg_data.lvlm.hf import rope_owner
+
+    inner = rope_owner(model)
+    if inner is not None:
         inner.rope_deltas = None
     logits = model(**batch).logits[:, :-1].float()
     targets = batch["input_ids"][:, 1:]
@@ -153,7 +155,7 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
     checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
     source = str(checkpoint) if checkpoint is not None else cfg.model
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    backend = build_backend(source, cfg.policy)
+    backend = build_backend(source, cfg)
     prepare_model(backend, cfg)
     reference = None
     if cfg.beta > 0:

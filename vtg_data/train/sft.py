@@ -63,13 +63,28 @@ class SFTConfig:
             raise ValueError("steps, batch_size and lr must be positive")
 
 
-def build_backend(model: str, policy: SamplingPolicy):
-    from vtg_data.lvlm.hf import HFBackend
+def build_backend(source: str, cfg):
+    """The model to train, inside the inference backend used for rollouts and held-out eval.
 
-    return HFBackend(model, batch_size=16)
+    Resuming a LoRA run loads the base model with the checkpoint's adapter still trainable.
+    """
+    from vtg_data.lvlm.hf import HFBackend, is_adapter_folder
+
+    return HFBackend(
+        source, batch_size=16, trainable_adapter=bool(cfg.lora_rank) and is_adapter_folder(source)
+    )
+
+
+LORA_TARGETS = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+]  # the language model's attention; the vision tower has qkv/proj
 
 
 def prepare_model(backend, cfg) -> None:
+    """Freeze the vision tower, enable gradient checkpointing, wrap in LoRA, as configured."""
     model = backend.model
     if cfg.freeze_vision:
         visual = getattr(getattr(model, "model", model), "visual", None)
@@ -77,11 +92,17 @@ def prepare_model(backend, cfg) -> None:
             visual.requires_grad_(False)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    if cfg.lora_rank:
-        from peft import LoraConfig, get_peft_model
-
-        backend.model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank,
-                                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))  # fmt: skip
+    if cfg.lora_rank and not hasattr(model, "peft_config"):  # a resumed adapter is already wrapped
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as error:
+            raise ImportError("--lora-rank needs peft (pip install 'vtg-data[train]')") from error
+        if Path(cfg.model).is_dir():
+            model.name_or_path = str(Path(cfg.model).resolve())  # recorded as the adapter's base
+        lora = LoraConfig(
+            r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules=LORA_TARGETS
+        )
+        backend.model = get_peft_model(model, lora)
 
 
 def batch_key(uids: list[str]) -> str:
@@ -91,6 +112,7 @@ def batch_key(uids: list[str]) -> str:
 def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
     from accelerate import Accelerator
 
+    from vtg_data.lvlm.hf import rope_owner
     from vtg_data.train.common import (
         MetricsLog,
         after_step,
@@ -110,7 +132,7 @@ def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
     if checkpoint is not None:
         source = str(checkpoint)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    backend = build_backend(source, cfg.policy)
+    backend = build_backend(source, cfg)
     prepare_model(backend, cfg)
     examples, held_out = load_run_data(cfg)
     inputs = VideoInputs(backend, cfg.policy)
@@ -139,8 +161,8 @@ def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
         batch = {
             k: v.to(accelerator.device) for k, v in collate([features[ex.uid] for ex in picked], pad).items()
         }
-        inner = getattr(accelerator.unwrap_model(model), "model", None)
-        if inner is not None and hasattr(inner, "rope_deltas"):
+        inner = rope_owner(model)
+        if inner is not None:
             inner.rope_deltas = None  # positions of another call must not leak into this forward
         loss = model(**batch).loss
         accelerator.backward(loss)

@@ -1,0 +1,112 @@
+"""Training variants: LoRA adapters (train, checkpoint, evaluate, resume) and the Qwen3-VL family."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytestmark = pytest.mark.timeout(900)
+
+from vtg_data.corpora.synthetic import SyntheticConfig  # noqa: E402
+from vtg_data.video import SamplingPolicy  # noqa: E402
+
+POLICY = SamplingPolicy(fps=2.0, min_frames=4, max_frames=32, min_pixels=56 * 56, max_pixels=56 * 56)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    from vtg_data.stages.download import DownloadConfig, download
+
+    root = tmp_path_factory.mktemp("variants")
+    download(DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=24, seed=3, min_duration=8, max_duration=12,
+                                                                         width=112, height=112, layout="single_event")))  # fmt: skip
+    return root
+
+
+def data(root, split="train", limit=None):
+    from vtg_data.train.sft import TrainData
+
+    return TrainData(str(root / f"normalized/synthetic/{split}.parquet"), root / "videos", limit=limit)
+
+
+def test_lora_trains_only_adapters_and_checkpoints_are_evaluable_and_resumable(root, tmp_path):
+    pytest.importorskip("peft")
+    from vtg_data.lvlm.hf import HFBackend, is_adapter_folder
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.common import evaluate_examples
+    from vtg_data.train.data import VideoInputs, load_examples
+    from vtg_data.train.sft import SFTConfig, train_sft
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    cfg = SFTConfig(model=str(init), data=data(root), out=tmp_path / "lora", prompt="compact", policy=POLICY, steps=12,
+                    batch_size=4, lr=5e-3, warmup=0, lora_rank=4, save_every=6, stop_after=6)  # fmt: skip
+    train_sft(cfg)
+    checkpoint = tmp_path / "lora/checkpoints/step-000006"
+    assert is_adapter_folder(checkpoint)
+    adapter_bytes = sum(p.stat().st_size for p in checkpoint.glob("adapter_model.*"))
+    full_bytes = sum(p.stat().st_size for p in init.glob("*.safetensors"))
+    assert 0 < adapter_bytes < full_bytes / 4
+
+    result = train_sft(SFTConfig(**{**cfg.__dict__, "stop_after": None, "resume": True}))
+    steps = [json.loads(line)["step"] for line in (tmp_path / "lora/metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))  # resumed at 7, not restarted
+    final = result["final_checkpoint"]
+
+    whole = train_sft(SFTConfig(**{**cfg.__dict__, "stop_after": None, "out": tmp_path / "whole"}))
+    for resumed_step, whole_step in zip(result["history"], whole["history"][6:], strict=True):
+        assert resumed_step["batch"] == whole_step["batch"]
+        assert resumed_step["loss"] == pytest.approx(whole_step["loss"], rel=1e-4, abs=1e-5)
+
+    # Only the adapters train: the resumed model's trainable parameters are LoRA's, and nonzero.
+    resumed = HFBackend(final, trainable_adapter=True).model
+    trainable = {n: p for n, p in resumed.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any(float(p.detach().abs().sum()) > 0 for n, p in trainable.items() if "lora_B" in n)
+
+    merged = HFBackend(final)  # the path `vtg-data eval --model CHECKPOINT` takes
+    assert not hasattr(merged.model, "peft_config")
+    held_out = load_examples(data(root, "test").path, video_root=root / "videos", prompt="compact", limit=4)
+    scores = evaluate_examples(merged, VideoInputs(merged, POLICY), held_out)
+    assert set(scores) == {"mIoU", "R1@0.5", "well_formed"}
+    probe = VideoInputs(merged, POLICY).sft_example(held_out[0])
+    batch = {
+        k: v.unsqueeze(0) if k in ("input_ids", "labels", "attention_mask") else v for k, v in probe.items()
+    }
+    batch.pop("mm_token_type_ids", None)
+    with torch.no_grad():
+        trained_loss = float(merged.model(**batch).loss)
+        base_loss = float(HFBackend(init).model(**batch).loss)
+    assert trained_loss < base_loss
+
+
+def test_lora_without_peft_fails_with_an_instruction(root, tmp_path, monkeypatch):
+    import sys
+
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.sft import SFTConfig, train_sft
+
+    monkeypatch.setitem(sys.modules, "peft", None)
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    cfg = SFTConfig(model=str(init), data=data(root, limit=4), out=tmp_path / "run", prompt="compact", policy=POLICY,
+                    steps=1, batch_size=2, lora_rank=4)  # fmt: skip
+    with pytest.raises(ImportError, match="peft"):
+        train_sft(cfg)
+
+
+def test_qwen3_vl_family_trains_with_sft_and_grpo(root, tmp_path):
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.grpo import GRPOConfig, train_grpo
+    from vtg_data.train.sft import SFTConfig, train_sft
+
+    torch.set_num_threads(2)
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0, family="qwen3-vl")
+    sft = train_sft(SFTConfig(model=str(init), data=data(root), out=tmp_path / "sft", prompt="compact", policy=POLICY,
+                              steps=40, batch_size=8, lr=3e-3, warmup=5, save_every=0))  # fmt: skip
+    losses = [h["loss"] for h in sft["history"]]
+    assert sum(losses[-5:]) < sum(losses[:5]) / 2, losses
+    rl = train_grpo(GRPOConfig(model=sft["final_checkpoint"], data=data(root), out=tmp_path / "rl", prompt="compact",
+                               reward="tvg_r1_nothink", policy=POLICY, steps=2, prompts_per_step=2, k=4, max_tokens=20,
+                               save_every=0))  # fmt: skip
+    assert len(rl["history"]) == 2
+    assert all(0.0 <= h["reward"] <= 2.0 and h["completion_length"] > 0 for h in rl["history"])
