@@ -110,3 +110,65 @@ def test_qwen3_vl_family_trains_with_sft_and_grpo(root, tmp_path):
                                save_every=0))  # fmt: skip
     assert len(rl["history"]) == 2
     assert all(0.0 <= h["reward"] <= 2.0 and h["completion_length"] > 0 for h in rl["history"])
+
+
+def final_weights(result) -> dict[str, torch.Tensor]:
+    from vtg_data.lvlm.hf import load_model
+
+    return {n: p.detach() for n, p in load_model(result["final_checkpoint"]).named_parameters()}
+
+
+def same_update(init, a, b) -> float:
+    """Cosine similarity of two updates from the same start. Adam's first step is about
+    lr * sign(gradient), so a gradient entry within rounding of zero may flip: compare directions."""
+    da = torch.cat([(a[n] - init[n]).flatten() for n in init])
+    db = torch.cat([(b[n] - init[n]).flatten() for n in init])
+    return float(torch.nn.functional.cosine_similarity(da, db, dim=0))
+
+
+def test_micro_batches_accumulate_to_the_same_update(root, tmp_path):
+    """Splitting a step's batch into micro-batches changes memory, not the update."""
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.grpo import GRPOConfig, train_grpo
+    from vtg_data.train.sft import SFTConfig, train_sft
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    sft = {mb: train_sft(SFTConfig(model=str(init), data=data(root), out=tmp_path / f"sft{mb}", prompt="compact", policy=POLICY,
+                                   steps=1, batch_size=6, lr=1e-2, warmup=0, save_every=0, micro_batch=mb))
+           for mb in (0, 4)}  # fmt: skip
+    assert sft[0]["history"][0]["loss"] == pytest.approx(sft[4]["history"][0]["loss"], rel=1e-5)
+    start = final_weights({"final_checkpoint": init})
+    assert same_update(start, final_weights(sft[0]), final_weights(sft[4])) > 0.999
+
+    rl = {mb: train_grpo(GRPOConfig(model=str(init), data=data(root), out=tmp_path / f"rl{mb}", prompt="compact",
+                                    reward="tvg_r1_nothink", policy=POLICY, steps=1, prompts_per_step=2, k=4,
+                                    max_tokens=12, lr=1e-2, entropy=1e-3, beta=0.1, save_every=0, micro_batch=mb))
+          for mb in (0, 3)}  # fmt: skip
+    for key in ("reward", "loss", "entropy", "completion_tokens"):
+        assert rl[0]["history"][0][key] == pytest.approx(rl[3]["history"][0][key], rel=1e-5, abs=1e-7), key
+    assert same_update(start, final_weights(rl[0]), final_weights(rl[3])) > 0.999
+
+
+def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, tmp_path):
+    from vtg_data.lvlm.hf import HFBackend
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.data import VideoInputs, load_examples
+    from vtg_data.train.grpo import _sequence_batch, _token_logps
+
+    backend = HFBackend(make_tiny_model(tmp_path / "init", size="xs", seed=0))
+    inputs = VideoInputs(backend, POLICY)
+    examples = load_examples(data(root).path, video_root=root / "videos", prompt="compact", limit=2)
+    completions = [
+        torch.tensor([11, 12, 13, backend.processor.tokenizer.eos_token_id]),
+        torch.tensor([21, 22]),
+    ]
+    batch, mask = _sequence_batch(
+        [inputs.prompt(e) for e in examples], completions, backend.processor.tokenizer.pad_token_id
+    )
+    with torch.no_grad():
+        logps, _, m = _token_logps(backend.model, batch, mask)
+        backend.model.model.rope_deltas = None
+        full = torch.log_softmax(backend.model(**batch).logits[:, :-1].float(), -1)
+    expected = full.gather(-1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
+    assert int(m.sum()) == 6 and m.shape[1] < mask.shape[1] // 2
+    assert torch.allclose(logps[m], expected[mask[:, 1:]], atol=1e-5)

@@ -642,6 +642,12 @@ def train_sft_command(
     freeze_vision: bool = typer.Option(False, "--freeze-vision"),
     lora_rank: int = typer.Option(0, "--lora-rank", help="LoRA rank (0: full fine-tuning)."),
     gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    micro_batch: int = typer.Option(
+        0, "--micro-batch", help="Examples per forward/backward; 0: the whole batch."
+    ),
+    param_dtype: str = typer.Option(
+        "float32", "--param-dtype", help="Master weights: float32, or bfloat16 to save memory."
+    ),
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(100, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),
@@ -662,7 +668,7 @@ def train_sft_command(
             model=model, data=train, out=out_dir, eval_data=held_out, prompt=prompt, steps=steps, batch_size=batch_size, lr=lr,
             warmup=warmup, seed=seed, freeze_vision=freeze_vision, lora_rank=lora_rank,
             gradient_checkpointing=gradient_checkpointing, eval_every=eval_every, save_every=save_every, resume=resume,
-            stop_after=stop_after,
+            stop_after=stop_after, micro_batch=micro_batch, param_dtype=param_dtype,
             policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
         )  # fmt: skip
         with _progress() as progress:
@@ -708,6 +714,15 @@ def train_rl_command(
     max_frames: int = typer.Option(64, "--max-frames"),
     min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
     max_pixels: int = typer.Option(128 * 28 * 28, "--max-pixels"),
+    freeze_vision: bool = typer.Option(False, "--freeze-vision"),
+    lora_rank: int = typer.Option(0, "--lora-rank", help="LoRA rank (0: full fine-tuning)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    micro_batch: int = typer.Option(
+        0, "--micro-batch", help="Sequences per forward/backward; 0: all k x prompts."
+    ),
+    param_dtype: str = typer.Option(
+        "float32", "--param-dtype", help="Master weights: float32, or bfloat16 to save memory."
+    ),
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(50, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),
@@ -726,7 +741,8 @@ def train_rl_command(
             model=model, data=train, out=out_dir, eval_data=held_out, prompt=prompt, reward=reward, steps=steps,
             prompts_per_step=prompts_per_step, k=k, temperature=temperature, max_tokens=max_tokens, lr=lr, clip=clip,
             beta=beta, entropy=entropy, scale_by_std=not no_std, seed=seed, eval_every=eval_every, save_every=save_every,
-            resume=resume, stop_after=stop_after,
+            resume=resume, stop_after=stop_after, freeze_vision=freeze_vision, lora_rank=lora_rank,
+            gradient_checkpointing=gradient_checkpointing, micro_batch=micro_batch, param_dtype=param_dtype,
             policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
         )  # fmt: skip
         if preset:

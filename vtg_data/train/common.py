@@ -174,8 +174,12 @@ def finish(
     cfg, last: int, *, model, backend, inputs, held_out, optimizer, scheduler, history
 ) -> dict[str, Any]:
     """The final checkpoint, the held-out evaluation and ``summary.json``."""
-    final = save_checkpoint(cfg.out, last, model, backend.processor, optimizer, scheduler)
-    result = {"final_checkpoint": str(final), "steps": last, "history": history}
+    final = (
+        save_checkpoint(cfg.out, last, model, backend.processor, optimizer, scheduler)
+        if cfg.save_final
+        else None
+    )
+    result = {"final_checkpoint": str(final) if final else None, "steps": last, "history": history}
     if held_out:
         result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
     write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})

@@ -54,12 +54,15 @@ class GRPOConfig:
     entropy: float = 0.0
     scale_by_std: bool = True
     updates_per_step: int = 1
+    micro_batch: int = 0  # sequences per forward/backward (gradients accumulated); 0: all k x prompts at once
     seed: int = 0
     freeze_vision: bool = False
     lora_rank: int = 0
     gradient_checkpointing: bool = False
+    param_dtype: str = "float32"  # master weights; on GPU the compute is bf16 autocast either way
     eval_every: int = 0
     save_every: int = 50
+    save_final: bool = True
     eval_max_tokens: int = 32
     resume: bool = False
     stop_after: int | None = None
@@ -119,23 +122,38 @@ def _sequence_batch(
     return batch, mask
 
 
-def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities and entropies of the tokens at ``mask`` (shifted: token t from logits t-1)."""
+def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities and entropies of the completion tokens (``mask``), and the mask they align with.
+
+    Token t is scored from the logits at t - 1. Only the logits from the first completion token on
+    are computed (``logits_to_keep``): a 2,500-token video prompt then costs no vocabulary-sized
+    logits, which at real sizes is the difference between fitting in memory and not.
+    """
     from vtg_data.lvlm.hf import rope_owner
 
     inner = rope_owner(model)
     if inner is not None:
         inner.rope_deltas = None
-    logits = model(**batch).logits[:, :-1].float()
-    targets = batch["input_ids"][:, 1:]
+    length = batch["input_ids"].shape[1]
+    first = int(mask.any(0).nonzero()[0]) if mask.any() else length - 1
+    keep = length - first + 1
+    logits = model(**batch, logits_to_keep=keep).logits[:, :-1].float()
+    targets = batch["input_ids"][:, first:]
     logp_all = torch.log_softmax(logits, dim=-1)
     logps = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
-    m = mask[:, 1:]
-    return logps * m, entropy * m
+    m = mask[:, first:]
+    return logps * m, entropy * m, m
 
 
-def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
+def _chunks(n: int, size: int) -> list[range]:
+    """Row ranges of at most ``size`` (all rows when ``size`` is 0)."""
+    size = size or n
+    return [range(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
+    """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
     from accelerate import Accelerator
 
     from vtg_data.train.common import (
@@ -155,7 +173,7 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
     checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
     source = str(checkpoint) if checkpoint is not None else cfg.model
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    backend = build_backend(source, cfg)
+    backend = backend if backend is not None and checkpoint is None else build_backend(source, cfg)
     prepare_model(backend, cfg)
     reference = None
     if cfg.beta > 0:
@@ -182,6 +200,7 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
     history = []
     began = time.perf_counter()
     for step in range(start_step, last):
+        step_began = time.perf_counter()
         picked = [examples[i] for i in batch_indices(len(examples), cfg.prompts_per_step, step, cfg.seed)]
         batch = [(inputs.request(ex), inputs.clip(ex.video)) for ex in picked]
         model.eval()
@@ -205,28 +224,37 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
         advantages = (grouped - mean) / (std + 1e-4) if cfg.scale_by_std else grouped - mean
         advantages = advantages.view(-1)
         prompts = [inputs.prompt(ex) for ex in picked for _ in range(cfg.k)]
-        seq, mask = _sequence_batch(prompts, completions, pad)
-        seq = {k: v.to(accelerator.device) for k, v in seq.items()}
-        mask = mask.to(accelerator.device)
-        tokens = mask[:, 1:].sum().clamp(min=1)
-        with torch.no_grad():
-            old_logps, _ = _token_logps(model, seq, mask)
-            ref_logps = _token_logps(reference, seq, mask)[0] if reference is not None else None
+        rolled_out = time.perf_counter()
+        chunks = []  # (batch, mask, advantages, old log-probs, reference log-probs) per micro-batch
+        for rows in _chunks(len(completions), cfg.micro_batch):
+            seq, mask = _sequence_batch([prompts[i] for i in rows], [completions[i] for i in rows], pad)
+            seq = {k: v.to(accelerator.device) for k, v in seq.items()}
+            mask = mask.to(accelerator.device)
+            with torch.no_grad():
+                old_logps = _token_logps(model, seq, mask)[0]
+                ref_logps = _token_logps(reference, seq, mask)[0] if reference is not None else None
+            adv = advantages[rows.start : rows.stop].to(accelerator.device).unsqueeze(1)
+            chunks.append((seq, mask, adv, old_logps, ref_logps))
+        tokens = sum(int(mask.sum()) for _, mask, *_ in chunks) or 1  # token-level mean over the whole step
         model.train()
-        adv = advantages.to(accelerator.device).unsqueeze(1)
         for _ in range(cfg.updates_per_step):
-            logps, entropy = _token_logps(model, seq, mask)
-            ratio = torch.exp(logps - old_logps)
-            objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
-            loss = -(objective * mask[:, 1:]).sum() / tokens
-            kl = torch.zeros((), device=logps.device)
-            if ref_logps is not None:
-                delta = (ref_logps - logps) * mask[:, 1:]
-                kl = ((torch.exp(delta) - delta - 1) * mask[:, 1:]).sum() / tokens
-                loss = loss + cfg.beta * kl
-            mean_entropy = entropy.sum() / tokens
-            loss = loss - cfg.entropy * mean_entropy
-            accelerator.backward(loss)
+            totals = {"loss": 0.0, "kl": 0.0, "entropy": 0.0}
+            for seq, mask, adv, old_logps, ref_logps in chunks:
+                logps, entropy, m = _token_logps(model, seq, mask)
+                ratio = torch.exp(logps - old_logps)
+                objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
+                loss = -(objective * m).sum() / tokens
+                kl = torch.zeros((), device=logps.device)
+                if ref_logps is not None:
+                    delta = (ref_logps - logps) * m
+                    kl = ((torch.exp(delta) - delta - 1) * m).sum() / tokens
+                    loss = loss + cfg.beta * kl
+                mean_entropy = entropy.sum() / tokens
+                loss = loss - cfg.entropy * mean_entropy
+                accelerator.backward(loss)
+                totals["loss"] += float(loss.detach())
+                totals["kl"] += float(kl.detach())
+                totals["entropy"] += float(mean_entropy.detach())
             accelerator.clip_grad_norm_(parameters, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -239,13 +267,18 @@ def train_grpo(cfg: GRPOConfig, progress=None) -> dict[str, Any]:
             "frac_reward_zero_std": float((std.view(-1) == 0).float().mean()),
             "completion_length": statistics.fmean(lengths),
             "completion_length_max": max(lengths),
-            "kl": float(kl.detach()),
-            "entropy": float(mean_entropy.detach()),
-            "loss": float(loss.detach()),
+            "completion_tokens": sum(lengths),
+            "kl": totals["kl"],
+            "entropy": totals["entropy"],
+            "loss": totals["loss"],
             "lr": scheduler.get_last_lr()[0],
             "batch": batch_key([ex.uid for ex in picked]),
+            "rollout_seconds": round(rolled_out - step_began, 3),
+            "update_seconds": round(time.perf_counter() - rolled_out, 3),
             "seconds": round(time.perf_counter() - began, 3),
         }
+        if torch.cuda.is_available():
+            record["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         after_step(cfg, step + 1, record, log=log, history=history, model=accelerator.unwrap_model(model),
                    backend=backend, inputs=inputs, held_out=held_out, optimizer=optimizer, scheduler=scheduler,
                    progress=progress, task=task)  # fmt: skip

@@ -52,8 +52,11 @@ class SFTConfig:
     freeze_vision: bool = False
     lora_rank: int = 0
     gradient_checkpointing: bool = False
+    micro_batch: int = 0  # examples per forward/backward (gradients accumulated); 0: the whole batch
+    param_dtype: str = "float32"  # master weights; on GPU the compute is bf16 autocast either way
     eval_every: int = 0
     save_every: int = 100
+    save_final: bool = True
     eval_max_tokens: int = 32
     resume: bool = False
     stop_after: int | None = None  # stop early at this step (the schedule still spans ``steps``)
@@ -105,11 +108,17 @@ def prepare_model(backend, cfg) -> None:
         backend.model = get_peft_model(model, lora)
 
 
+def _parts(rows: list, size: int) -> list[list]:
+    size = size or len(rows)
+    return [rows[start : start + size] for start in range(0, len(rows), size)]
+
+
 def batch_key(uids: list[str]) -> str:
     return hashlib.sha256("|".join(uids).encode()).hexdigest()[:12]
 
 
-def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
+def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
+    """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
     from accelerate import Accelerator
 
     from vtg_data.lvlm.hf import rope_owner
@@ -132,7 +141,7 @@ def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
     if checkpoint is not None:
         source = str(checkpoint)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    backend = build_backend(source, cfg)
+    backend = backend if backend is not None and checkpoint is None else build_backend(source, cfg)
     prepare_model(backend, cfg)
     examples, held_out = load_run_data(cfg)
     inputs = VideoInputs(backend, cfg.policy)
@@ -158,19 +167,24 @@ def train_sft(cfg: SFTConfig, progress=None) -> dict[str, Any]:
     for step in range(start_step, last):
         model.train()
         picked = [examples[i] for i in batch_indices(len(examples), cfg.batch_size, step, cfg.seed)]
-        batch = {
-            k: v.to(accelerator.device) for k, v in collate([features[ex.uid] for ex in picked], pad).items()
-        }
-        inner = rope_owner(model)
-        if inner is not None:
-            inner.rope_deltas = None  # positions of another call must not leak into this forward
-        loss = model(**batch).loss
-        accelerator.backward(loss)
+        rows = [features[ex.uid] for ex in picked]
+        answer_tokens = sum(int((row["labels"][1:] != -100).sum()) for row in rows) or 1
+        loss = 0.0
+        for part in _parts(rows, cfg.micro_batch):
+            batch = {k: v.to(accelerator.device) for k, v in collate(part, pad).items()}
+            inner = rope_owner(model)
+            if inner is not None:
+                inner.rope_deltas = None  # positions of another call must not leak into this forward
+            # the model's loss is the mean over this part's answer tokens: reweight to the batch's mean
+            part_tokens = int((batch["labels"][:, 1:] != -100).sum())
+            part_loss = model(**batch).loss * (part_tokens / answer_tokens)
+            accelerator.backward(part_loss)
+            loss += float(part_loss.detach())
         accelerator.clip_grad_norm_(parameters, cfg.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        record = {"step": step + 1, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0],
+        record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
                   "batch": batch_key([ex.uid for ex in picked]), "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
         after_step(cfg, step + 1, record, log=log, history=history, model=accelerator.unwrap_model(model),
                    backend=backend, inputs=inputs, held_out=held_out, optimizer=optimizer, scheduler=scheduler,
