@@ -230,3 +230,13 @@ def test_cli_prints_the_funnel_and_refuses_unknown_rules(synthetic_root, tmp_pat
     none = runner.invoke(app, ["build", "coldstart", "--data", data, "--out", str(tmp_path / "t")])
     assert none.exit_code != 0 and "teacher traces" in none.output
     assert template_backend("template-rewriter").identity.backend == "scripted"
+
+
+def test_leakage_rule_rejects_samples_that_are_benchmark_items():
+    from vtg_data.stages.coldstart_rules import RuleContext, RuleOptions, Trace, check_leakage
+
+    ctx = RuleContext(RuleOptions(), len)
+    trace = Trace("u", 0, "<time>[1, 2]</time>", "import:x")
+    tagged = check_leakage(trace, {"video_id": "KWZSA", "benchmarks": ["charades_sta_test", "tvgbench"]}, ctx)
+    assert not tagged.ok and "charades_sta_test" in tagged.reason
+    assert check_leakage(trace, {"video_id": "KWZSA", "benchmarks": []}, ctx).ok

@@ -56,7 +56,13 @@ def test_overlap_by_video_and_query_and_drop(tmp_path):
         report.shared_videos,
     ) == (3, 2, 1, 1)
     assert report.by_pair == [
-        {"train_source": "activitynet_captions", "bench_source": "synthetic", "rows": 2, "videos": 1}
+        {
+            "train_source": "activitynet_captions",
+            "bench_source": "synthetic",
+            "rows": 2,
+            "videos": 1,
+            "bench_tags": [],
+        }
     ]
     result = CliRunner().invoke(
         app,
@@ -66,3 +72,32 @@ def test_overlap_by_video_and_query_and_drop(tmp_path):
     kept = pl.read_parquet(tmp_path / "clean/activitynet_captions/train.parquet")
     assert kept["video_id"].to_list() == ["v_aaaaaaaaaaa"]
     assert kept.columns == pl.read_parquet(train).columns
+
+
+def test_tvgbench_catches_charades_test_and_tagged_rows_never_train(tmp_path):
+    """TVGBench items drawn from Charades-STA test match a training table that (wrongly) holds
+    Charades-STA test: by video across sources, and by the rows' own benchmark tags."""
+    import json
+
+    charades = tmp_path / "charades_sta_test.txt"
+    charades.write_text("KWZSA 13.4 28.1##a person was sitting at a table.\nAAAAA 1.0 5.0##someone cooks.\n")
+    csv = tmp_path / "Charades_v1_test.csv"
+    csv.write_text("id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n"
+                   "KWZSA,x,x,5,6,Yes,s,o,d,a,30.12\nAAAAA,x,x,5,6,Yes,s,o,d,a,20.0\n")  # fmt: skip
+    rows = get_adapter("charades_sta").parse("test", {charades.name: charades, csv.name: csv}, ParseContext())
+    assert all(r.benchmarks == ["charades_sta_test"] for r in rows)
+    train = tmp_path / "train" / "charades_sta" / "test.parquet"
+    write_table_atomic(rows_to_table(rows), train)
+    items = [{"path": "./videos/KWZSA.mp4", "question": "a person was sitting at a table.", "answer": "13.4-28.1",
+              "start": None, "end": None, "duration": 30.12, "dataset_name": "charades", "source": "Charades_sta_test.json"}]  # fmt: skip
+    (tmp_path / "tvgbench.json").write_text(json.dumps(items))
+    bench_rows = get_adapter("tvgbench").parse(
+        "test", {"tvgbench.json": tmp_path / "tvgbench.json"}, ParseContext()
+    )
+    bench = tmp_path / "bench" / "tvgbench" / "test.parquet"
+    write_table_atomic(rows_to_table(bench_rows), bench)
+
+    report = check_leakage([train], [bench])
+    assert (report.rows_video_overlap, report.rows_query_overlap, report.rows_benchmark_tagged) == (1, 1, 2)
+    assert report.by_pair[0]["bench_tags"] == ["charades_sta_test", "tvgbench"]
+    assert report.kept.height == 0  # AAAAA shares no video, but it is a Charades-STA test item itself

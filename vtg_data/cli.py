@@ -49,9 +49,12 @@ def _fail(message: str) -> None:
 
 @app.command()
 def download(
-    corpus: str = typer.Argument(..., help=f"One of: {', '.join(sorted(REGISTRY))}."),
-    root: Path = typer.Option(
-        ..., "--root", help="Data root; files go to raw/, videos/, normalized/ below it."
+    corpus: str | None = typer.Argument(None, help=f"One of: {', '.join(sorted(REGISTRY))}."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Data root; files go to raw/, videos/, normalized/ below it."
+    ),
+    list_corpora: bool = typer.Option(
+        False, "--list", help="List every corpus: task, licence, splits, videos."
     ),
     split: list[str] | None = typer.Option(None, "--split", help="Split(s) to process (default: all)."),
     from_dir: Path | None = typer.Option(
@@ -72,6 +75,12 @@ def download(
 ) -> None:
     """Get a corpus's native files, validate them and write normalized Parquet tables."""
     from vtg_data.schema import ValidationFailed
+
+    if list_corpora:
+        _print_catalogue()
+        return
+    if corpus is None or root is None:
+        _fail("give a CORPUS and --root (or --list to see the corpora)")
     from vtg_data.stages.download import DownloadConfig
     from vtg_data.stages.download import download as run_download
 
@@ -109,6 +118,19 @@ def download(
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
     if result.errors:
         _fail("\n".join(result.errors))
+
+
+def _print_catalogue() -> None:
+    from vtg_data.corpora import catalogue
+
+    table = Table(title="corpora")
+    for column in ("corpus", "task", "splits", "benchmark splits", "videos", "licence"):
+        table.add_column(column, overflow="fold")
+    for entry in catalogue():
+        benchmarks = ", ".join(f"{split}: {tag}" for split, tag in entry["benchmarks"].items()) or "-"
+        table.add_row(entry["corpus"], entry["task"], ", ".join(entry["splits"]), benchmarks, entry["videos"],
+                      entry["licence"])  # fmt: skip
+    out.print(table)
 
 
 @app.command()
@@ -276,11 +298,16 @@ def check_leakage_command(
     else:
         table = Table(title=f"leakage: {report.rows_video_overlap} of {report.train_rows} training rows share a video "
                             f"with the benchmark ({report.shared_videos} videos; {report.rows_query_overlap} also the query)")  # fmt: skip
-        for column in ("train source", "bench source", "rows", "videos"):
+        for column in ("train source", "bench source", "benchmarks", "rows", "videos"):
             table.add_column(column)
         for pair in report.by_pair:
-            table.add_row(pair["train_source"], pair["bench_source"], str(pair["rows"]), str(pair["videos"]))
+            table.add_row(pair["train_source"], pair["bench_source"], ", ".join(pair["bench_tags"]), str(pair["rows"]),
+                          str(pair["videos"]))  # fmt: skip
         out.print(table)
+        if report.rows_benchmark_tagged:
+            out.print(
+                f"{report.rows_benchmark_tagged} training rows are benchmark items themselves (tagged in 'benchmarks')"
+            )
     if drop is not None:
         for path in write_kept(report, drop):
             console.print(f"wrote {path}")

@@ -57,6 +57,7 @@ def _load(paths: list[Path]) -> pl.DataFrame:
 class LeakageReport:
     train_rows: int
     bench_rows: int
+    rows_benchmark_tagged: int  # training rows that are themselves benchmark items (``benchmarks`` tags)
     rows_video_overlap: int
     rows_query_overlap: int
     shared_videos: int
@@ -80,22 +81,47 @@ def check_leakage(train: list[Path], bench: list[Path]) -> LeakageReport:
             for pair in zip(train_frame["_video_key"], train_frame["_query_key"], strict=True)
         ]
     )
+    tagged = (
+        train_frame["benchmarks"].list.len().fill_null(0) > 0
+        if "benchmarks" in train_frame.columns
+        else pl.Series([False] * train_frame.height)
+    )
     flagged = train_frame.with_columns(video_hit.alias("_video_hit"), pair_hit.alias("_pair_hit"))
     overlap = flagged.filter(pl.col("_video_hit"))
     bench_sources = bench_frame.group_by("_video_key").agg(
-        pl.col("source").unique().sort().alias("bench_sources")
+        pl.col("source").unique().sort().alias("bench_sources"),
+        *(
+            [
+                pl.col("benchmarks")
+                .list.explode(keep_nulls=False, empty_as_null=False)
+                .unique()
+                .sort()
+                .alias("bench_tags")
+            ]
+            if "benchmarks" in bench_frame.columns
+            else []
+        ),
     )
     pairs = (
         overlap.join(bench_sources, on="_video_key")
         .explode("bench_sources")
         .group_by("source", "bench_sources")
-        .agg(pl.len().alias("rows"), pl.col("_video_key").n_unique().alias("videos"))
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("_video_key").n_unique().alias("videos"),
+            *(
+                [pl.col("bench_tags").list.explode(keep_nulls=False, empty_as_null=False).unique().sort()]
+                if "bench_tags" in bench_sources.columns
+                else []
+            ),
+        )
         .sort("source", "bench_sources")
     )
     examples = overlap.select("uid", "video_id", "query", "_pair_hit").head(10).to_dicts()
     return LeakageReport(
         train_rows=train_frame.height,
         bench_rows=bench_frame.height,
+        rows_benchmark_tagged=int(tagged.sum()),
         rows_video_overlap=overlap.height,
         rows_query_overlap=int(flagged["_pair_hit"].sum()),
         shared_videos=overlap["_video_key"].n_unique(),
@@ -105,6 +131,7 @@ def check_leakage(train: list[Path], bench: list[Path]) -> LeakageReport:
                 "bench_source": r["bench_sources"],
                 "rows": r["rows"],
                 "videos": r["videos"],
+                "bench_tags": r.get("bench_tags") or [],
             }
             for r in pairs.to_dicts()
         ],  # fmt: skip
@@ -112,13 +139,13 @@ def check_leakage(train: list[Path], bench: list[Path]) -> LeakageReport:
             {"uid": e["uid"], "video_id": e["video_id"], "query": e["query"], "same_query": e["_pair_hit"]}
             for e in examples
         ],
-        kept=train_frame.filter(~video_hit).drop("_video_key", "_query_key"),
+        kept=train_frame.filter(~video_hit & ~tagged).drop("_video_key", "_query_key"),
         train_tables=list(dict.fromkeys(train_frame["_table"].to_list())),
     )
 
 
 def write_kept(report: LeakageReport, out_dir: Path) -> list[Path]:
-    """The training rows without any benchmark video: ``out_dir/<corpus folder>/<table name>``."""
+    """The training rows without any benchmark video or benchmark tag: ``out_dir/<corpus folder>/<table name>``."""
     written = []
     for table in report.train_tables:
         part = report.kept.filter(pl.col("_table") == table)

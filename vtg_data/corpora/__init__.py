@@ -6,13 +6,35 @@ from vtg_data.corpora.activitynet_captions import ActivityNetCaptions
 from vtg_data.corpora.base import CorpusAdapter, NativeFile, ParseContext, Remote, VideoSource
 from vtg_data.corpora.charades_sta import CharadesSTA
 from vtg_data.corpora.didemo import DiDeMo
+from vtg_data.corpora.ego4d_nlq import Ego4DNLQ
+from vtg_data.corpora.hirest import HiREST
+from vtg_data.corpora.internvid_vtime import InternVidVTime
+from vtg_data.corpora.queryd import QuerYD
 from vtg_data.corpora.qvhighlights import QVHighlights
 from vtg_data.corpora.synthetic import Synthetic
 from vtg_data.corpora.tacos import TACoS
+from vtg_data.corpora.tvgbench import TVGBench
+from vtg_data.corpora.youcook2 import YouCook2
 
 REGISTRY: dict[str, type[CorpusAdapter]] = {
-    cls.name: cls for cls in (CharadesSTA, ActivityNetCaptions, QVHighlights, TACoS, DiDeMo, Synthetic)
-}
+    cls.name: cls
+    for cls in (CharadesSTA, ActivityNetCaptions, QVHighlights, TACoS, DiDeMo, HiREST, QuerYD, InternVidVTime, Ego4DNLQ,
+                YouCook2, TVGBench, Synthetic)
+}  # fmt: skip
+
+
+def catalogue() -> list[dict]:
+    """Every corpus: task, licence, splits, benchmark splits and how its videos are obtained."""
+    entries = []
+    for name, cls in sorted(REGISTRY.items()):
+        automatic = [s for s in cls.video_sources if s.parts or s.per_video]
+        entries.append({
+            "corpus": name, "task": cls.task, "licence": cls.licence, "splits": list(cls.splits),
+            "benchmarks": dict(cls.benchmark_splits),
+            "videos": "generated" if name == "synthetic" else ("automatic" if automatic else "manual"),
+            "video_sources": [s.description + (f" ({s.note})" if s.note else "") for s in cls.video_sources],
+        })  # fmt: skip
+    return entries
 
 
 class UnknownCorpus(ValueError):
@@ -28,4 +50,13 @@ def get_adapter(name: str) -> CorpusAdapter:
         ) from None
 
 
-__all__ = ["REGISTRY", "CorpusAdapter", "NativeFile", "ParseContext", "Remote", "VideoSource", "get_adapter"]
+__all__ = [
+    "REGISTRY",
+    "catalogue",
+    "CorpusAdapter",
+    "NativeFile",
+    "ParseContext",
+    "Remote",
+    "VideoSource",
+    "get_adapter",
+]

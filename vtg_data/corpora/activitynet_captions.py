@@ -90,6 +90,7 @@ class ActivityNetCaptions(ActivityNetFormat):
     name = "activitynet_captions"
     splits = ("train", "val_1", "val_2")
     licence = "annotations: unstated by the authors; videos: YouTube terms"
+    benchmark_splits = {"val_2": "activitynet_val_2"}
     homepage = "https://cs.stanford.edu/people/ranjaykrishna/densevid/"
     video_sources = (
         VideoSource(

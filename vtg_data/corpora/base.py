@@ -96,12 +96,15 @@ class CorpusAdapter(ABC):
 
     name: ClassVar[str]
     splits: ClassVar[tuple[str, ...]]
-    task: ClassVar[str] = "moment_retrieval"
+    task: ClassVar[str] = "moment retrieval"
     licence: ClassVar[str] = "unknown"
     homepage: ClassVar[str] = ""
     video_sources: ClassVar[tuple[VideoSource, ...]] = ()
     # True where the annotation carries no exact media duration, so a probed one replaces it.
     duration_from_probe: ClassVar[bool] = False
+    # Splits that are evaluation benchmarks: split -> membership tag put in every row's ``benchmarks``
+    # (leakage checks and the cold-start leakage rule key on these tags across sources).
+    benchmark_splits: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
     def native_files(self, split: str) -> list[NativeFile]:
@@ -149,6 +152,10 @@ class CorpusAdapter(ABC):
         if not rows:
             raise ValidationFailed([RecordError(first_file, "-", "no queries found in the file")])
         flag_duplicates(rows)
+        tag = self.benchmark_splits.get(split)
+        if tag:
+            for row in rows:
+                row.benchmarks = sorted({*row.benchmarks, tag})
         return rows
 
 

@@ -38,6 +38,7 @@ class CharadesSTA(CorpusAdapter):
     name = "charades_sta"
     splits = ("train", "test")
     licence = "Charades licence (non-commercial research; include license.txt)"
+    benchmark_splits = {"test": "charades_sta_test"}
     homepage = "https://prior.allenai.org/projects/charades"
     video_sources = (
         VideoSource("Charades videos, 480p", (Remote(f"{_AI2}/Charades_v1_480.zip"),)),

@@ -40,6 +40,7 @@ class QVHighlights(CorpusAdapter):
     name = "qvhighlights"
     splits = ("train", "val", "test")
     licence = "annotations CC BY-NC-SA 4.0; videos: YouTube terms"
+    benchmark_splits = {"val": "qvhighlights_val", "test": "qvhighlights_test"}
     homepage = "https://github.com/jayleicn/moment_detr"
     video_sources = (
         VideoSource(

@@ -180,6 +180,9 @@ def check_dedup(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
 
 
 def check_leakage(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
+    tags = sample.get("benchmarks") or []
+    if len(tags):
+        return Verdict(False, f"the sample is a benchmark item ({', '.join(tags)})")
     key = video_key(sample["video_id"], sample.get("parent_video_id"))
     if key in ctx.bench_videos:
         return Verdict(False, f"video {key} is in a benchmark table")

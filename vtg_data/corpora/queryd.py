@@ -1,0 +1,113 @@
+"""QuerYD in the VideoMind-Dataset layout: captions and their times in Python pickles.
+
+``raw_captions_combined_filtered-v2.pkl`` maps ``video-<id>`` to a list of captions, each a list
+of tokens (joined with spaces into the query); ``times_captions_combined_filtered-v2.pkl`` maps
+the same keys to ``[start, end]`` seconds per caption; ``{split}_list.txt`` names the split's
+videos; ``durations.json`` holds durations keyed by the id without its ``video-`` prefix.
+
+A pickle can run arbitrary code when loaded. These are read by a restricted unpickler that builds
+only plain containers, strings and numbers and refuses every global (class or function) a pickle
+names, so a tampered file fails with an error instead of executing anything.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vtg_data.corpora.base import (
+    CorpusAdapter,
+    NativeFile,
+    ParseContext,
+    Remote,
+    VideoSource,
+    convert_windows,
+    load_json,
+    query_text,
+    read_text,
+)
+from vtg_data.schema import QueryRow, RecordError, RecordRef, as_duration
+
+CAPTIONS = "raw_captions_combined_filtered-v2.pkl"
+TIMES = "times_captions_combined_filtered-v2.pkl"
+_MIRROR = "yeliudev/VideoMind-Dataset"
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(
+            f"refused to load {module}.{name}: only plain containers, strings and numbers are allowed"
+        )
+
+
+def load_plain_pickle(path: Path) -> Any:
+    """A pickle's content if it holds only plain data; a RecordError naming the file otherwise."""
+    if not path.is_file():
+        raise RecordError(path, "-", "file not found")
+    try:
+        return _PlainUnpickler(io.BytesIO(path.read_bytes())).load()
+    except pickle.UnpicklingError as exc:
+        raise RecordError(path, "-", f"unsafe or malformed pickle: {exc}") from exc
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise RecordError(path, "-", f"malformed pickle: {exc}") from exc
+
+
+class QuerYD(CorpusAdapter):
+    name = "queryd"
+    splits = ("train", "val", "test")
+    licence = "research use (QuerYD terms); videos: YouDescribe/YouTube"
+    homepage = "https://www.robots.ox.ac.uk/~vgg/data/queryd/"
+    video_sources = (
+        VideoSource("VideoMind-Dataset mirror", (Remote(hf_repo=_MIRROR, hf_path="queryd/videos.tar.gz", kind="hf"),), kind="hf"),
+    )  # fmt: skip
+
+    def native_files(self, split: str) -> list[NativeFile]:
+        self.check_split(split)
+        names = (f"{split}_list.txt", CAPTIONS, TIMES, "durations.json")
+        return [NativeFile(n, (Remote(hf_repo=_MIRROR, hf_path=f"queryd/{n}", kind="hf"),)) for n in names]
+
+    def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
+        listing = files[f"{split}_list.txt"]
+        captions = load_plain_pickle(files[CAPTIONS])
+        times = load_plain_pickle(files[TIMES])
+        durations = load_json(files["durations.json"])
+        for path, data in (
+            (files[CAPTIONS], captions),
+            (files[TIMES], times),
+            (files["durations.json"], durations),
+        ):
+            if not isinstance(data, dict):
+                raise RecordError(
+                    path, "top level", f"expected a dict keyed by video, got {type(data).__name__}"
+                )
+        for lineno, line in enumerate(read_text(listing).splitlines(), start=1):
+            key = line.strip()
+            if key:
+                ref = RecordRef(str(listing), f"line {lineno} ({key})")
+                yield ref, (key, captions.get(key), times.get(key), durations)
+
+    def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
+        key, captions, times, durations = record
+        video_id = key[6:] if key.startswith("video-") else key
+        if captions is None or times is None:
+            raise ref.error(f"{key} is listed but has no {'captions' if captions is None else 'times'}")
+        if len(captions) != len(times):
+            raise ref.error(f"{len(captions)} captions but {len(times)} time windows")
+        if video_id not in durations and key not in durations:
+            raise ref.error(f"no duration for {video_id} in durations.json")
+        duration = as_duration(durations.get(video_id, durations.get(key)), ref)
+        rows = []
+        for index, (tokens, window) in enumerate(zip(captions, times, strict=True)):
+            item = RecordRef(ref.file, f"{ref.record}[{index}]")
+            raw_query = " ".join(str(t) for t in tokens) if isinstance(tokens, (list, tuple)) else tokens
+            query, text_flags = query_text(raw_query, item)
+            windows, raw, flags = convert_windows([window], duration, item, ctx)
+            rows.append(QueryRow(uid=f"{self.name}/{split}/{video_id}/{index}", source=self.name, split=split,
+                                 video_id=video_id, video_path=f"{video_id}.mp4", duration=duration,
+                                 duration_source="annotation", query=query, query_raw=raw_query, windows=windows,
+                                 windows_raw=raw, raw_unit="sec", flags=flags | text_flags,
+                                 provenance=ctx.provenance(ref.file, item.record)))  # fmt: skip
+        return rows

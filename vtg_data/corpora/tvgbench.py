@@ -1,0 +1,89 @@
+"""TVGBench (Time-R1's evaluation set, ``tvgbench.json``): 800 queries from five corpora.
+
+Each item: ``path`` (the video file), ``question``, ``answer`` (the string ``"s-e"``), ``start`` and
+``end`` (null, or the crop of the source video that is loaded, in seconds), ``duration`` (of the
+loaded media), ``dataset_name`` (missing on the Ego4D-NLQ items), ``source`` (the annotation file
+it came from), ``qsemtype``. Answers are relative to the crop: cropped items get ``clip_start``/
+``clip_end`` and the ``crop_relative`` flag. Some answers end after ``duration`` (clamped,
+flagged). Every row carries the ``tvgbench`` membership tag, plus the tag of the benchmark split
+it was drawn from (Charades-STA test, ActivityNet val_2), so leakage checks catch both.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vtg_data.corpora.base import (
+    CorpusAdapter,
+    NativeFile,
+    ParseContext,
+    Remote,
+    convert_windows,
+    load_json,
+    query_text,
+    require,
+)
+from vtg_data.schema import QueryRow, RecordRef, as_duration, as_time
+
+FILE = "tvgbench.json"
+_ANSWER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*$")
+# Which corpus an item came from, from dataset_name or the source file name.
+_ORIGINS = (("charades", "charades_sta"), ("anet", "activitynet_captions"), ("activitynet", "activitynet_captions"),
+            ("tacos", "tacos"), ("nlq", "ego4d_nlq"), ("ego4d", "ego4d_nlq"), ("hirest", "hirest"))  # fmt: skip
+# The benchmark split each origin's items were drawn from (corpora reference, TVGBench section).
+_ORIGIN_BENCHMARK = {"charades_sta": "charades_sta_test", "activitynet_captions": "activitynet_val_2"}
+
+
+def origin_of(item: dict) -> str:
+    text = f"{item.get('dataset_name') or ''} {PurePosixPath(str(item.get('source') or '')).name}".lower()
+    return next((name for key, name in _ORIGINS if key in text), "unknown")
+
+
+class TVGBench(CorpusAdapter):
+    name = "tvgbench"
+    splits = ("test",)
+    task = "moment retrieval (evaluation)"
+    licence = "Apache-2.0 (annotations); videos: their source corpora's terms"
+    homepage = "https://github.com/xiaomi-research/time-r1"
+    video_sources = ()
+
+    def native_files(self, split: str) -> list[NativeFile]:
+        self.check_split(split)
+        url = "https://raw.githubusercontent.com/xiaomi-research/time-r1/main/dataset/timer1/annotations/tvgbench.json"
+        return [NativeFile(FILE, (Remote(url, kind="mirror"),))]
+
+    def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
+        path = files[FILE]
+        data = load_json(path)
+        if not isinstance(data, list):
+            raise RecordRef(str(path), "top level").error("expected a list of items")
+        for index, item in enumerate(data):
+            yield RecordRef(str(path), f"item {index}"), (index, item)
+
+    def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
+        index, item = record
+        answer = require(item, "answer", ref)
+        match = _ANSWER.match(str(answer))
+        if not match:
+            raise ref.error(f"answer {answer!r} is not an 's-e' range")
+        duration = as_duration(require(item, "duration", ref), ref)
+        windows, raw, flags = convert_windows([[float(match[1]), float(match[2])]], duration, ref, ctx)
+        video_id = PurePosixPath(str(require(item, "path", ref))).stem
+        start, end = item.get("start"), item.get("end")
+        cropped = start is not None and end is not None
+        if cropped:
+            start, end = as_time(start, "start", ref), as_time(end, "end", ref)
+            flags.add("crop_relative")
+        raw_query = require(item, "question", ref)
+        query, text_flags = query_text(raw_query, ref)
+        origin = origin_of(item)
+        return [QueryRow(uid=f"{self.name}/{split}/{index}", source=self.name, split=split, video_id=video_id,
+                         video_path=PurePosixPath(str(item["path"])).name, clip_start=start if cropped else None,
+                         clip_end=end if cropped else None, duration=duration, duration_source="annotation",
+                         query=query, query_raw=raw_query, windows=windows, windows_raw=raw, raw_unit="str_range",
+                         flags=flags | text_flags, provenance=ctx.provenance(ref.file, ref.record),
+                         benchmarks=sorted({"tvgbench", _ORIGIN_BENCHMARK.get(origin, "tvgbench")}),
+                         extra={"origin": origin, "qsemtype": item.get("qsemtype"), "answer": answer})]  # fmt: skip
