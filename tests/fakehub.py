@@ -4,6 +4,10 @@ download. State lives in memory. Use with ``HF_ENDPOINT`` pointing here and ``HF
 
 ``hub.fail_commits_after = n`` accepts n more commits and then answers 500 to every commit until
 reset, to test interrupted uploads; ``hub.lfs_uploads`` counts object uploads.
+``hub.cut_downloads = {path: n}`` sends only the first n bytes of the next full GET of that file
+and drops the connection (an interrupted download); ``hub.range_requests`` lists (path, Range)
+of the ranged GETs that followed; ``hub.fail_ranged = n`` answers 500 to the next n ranged GETs (a
+client's in-call retry fails too, so the run stops with a partial file).
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ class FakeHub:
         self.lfs_uploads = 0
         self.commit_count = 0
         self.fail_commits_after: int | None = None
+        self.cut_downloads: dict[str, int] = {}
+        self.range_requests: list[tuple[str, str]] = []
+        self.fail_ranged = 0
         self.lock = threading.Lock()
         hub = self
 
@@ -191,6 +198,22 @@ class FakeHub:
                 headers |= {"X-Linked-Etag": f'"{etag}"', "X-Linked-Size": len(data)}
             status = 200
             ranges = h.headers.get("Range")
+            if h.command == "GET" and not ranges and file_path in self.cut_downloads:
+                cut = self.cut_downloads.pop(file_path)
+                h.send_response(200)
+                for key, value in {**headers, "Content-Length": len(data)}.items():
+                    h.send_header(key, str(value))
+                h.end_headers()
+                h.wfile.write(data[:cut])
+                h.wfile.flush()
+                time.sleep(0.3)  # the client reads these bytes before it sees the connection drop
+                h.close_connection = True
+                return None
+            if h.command == "GET" and ranges:
+                self.range_requests.append((file_path, ranges))
+                if self.fail_ranged > 0:
+                    self.fail_ranged -= 1
+                    return h.error(500, "InternalError", "try again later")
             if ranges and ranges.startswith("bytes="):
                 start, _, end = ranges[6:].partition("-")
                 start = int(start or 0)

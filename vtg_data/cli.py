@@ -72,6 +72,14 @@ def download(
     seed: int = typer.Option(0, "--seed", help="synthetic: random seed."),
     min_duration: float = typer.Option(6.0, help="synthetic: shortest video, seconds."),
     max_duration: float = typer.Option(40.0, help="synthetic: longest video, seconds."),
+    mirror: str | None = typer.Option(
+        None,
+        "--mirror",
+        help="Take every file from a Hugging Face mirror: videomind | grounded-videollm | lmms-lab.",
+    ),
+    revision: str | None = typer.Option(
+        None, "--revision", help="The mirror's commit, tag or branch (pinned)."
+    ),
 ) -> None:
     """Get a corpus's native files, validate them and write normalized Parquet tables."""
     from vtg_data.schema import ValidationFailed
@@ -94,6 +102,8 @@ def download(
             strict=strict,
             verify=verify,
             didemo_consolidation=didemo_consolidation,
+            mirror=mirror,
+            revision=revision,
             synthetic=SyntheticConfig(
                 n_videos=n_videos, seed=seed, min_duration=min_duration, max_duration=max_duration
             ),

@@ -71,8 +71,14 @@ class DownloadConfig:
     verify: bool = True
     didemo_consolidation: str = "mode"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    mirror: str | None = None  # a Hugging Face mirror (vtg_data.mirrors.MIRRORS) to take every file from
+    revision: str | None = None  # the mirror's commit, tag or branch (default: main, resolved once)
 
     def __post_init__(self) -> None:
+        if self.revision and not self.mirror:
+            raise ValueError("--revision pins a mirror: give --mirror too")
+        if self.mirror and self.from_dir is not None:
+            raise ValueError("--mirror and --from are alternatives: give one")
         if self.didemo_consolidation not in CONSOLIDATION_RULES:
             raise ValueError(f"didemo_consolidation must be one of {CONSOLIDATION_RULES}")
         if self.from_dir is not None and not Path(self.from_dir).is_dir():
@@ -134,18 +140,26 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
 
     summaries: dict[str, SplitSummary] = {s: SplitSummary(s) for s in splits}
     inputs: dict[str, dict[str, Path]] = {}
+    session = None
+    if cfg.mirror:
+        from vtg_data.mirrors import MirrorSession
+
+        session = MirrorSession.open(cfg.mirror, cfg.revision, layout.downloads / "hub-cache")
     for split in splits:
         try:
-            inputs[split] = obtain_split_files(adapter, split, cfg, layout, progress)
+            inputs[split] = obtain_split_files(adapter, split, cfg, layout, progress, session)
         except (FetchError, RecordError, OSError) as exc:
             summaries[split].error = str(exc)
 
     warnings: list[str] = []
     if cfg.videos:
         try:
-            warnings += fetch_videos(
-                adapter, cfg, layout, _annotated_video_ids(adapter, inputs, cfg), progress
-            )
+            if session is not None:
+                session.fetch_videos(adapter, layout.videos, progress)
+            else:
+                warnings += fetch_videos(
+                    adapter, cfg, layout, _annotated_video_ids(adapter, inputs, cfg), progress
+                )
         except FetchError as exc:  # the annotations are still normalized; the videos count as missing
             warnings.append(str(exc))
     video_index = index_video_folder(layout.videos)
@@ -217,6 +231,11 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
         if cfg.corpus == "synthetic":
             manifest["synthetic"] = asdict(cfg.synthetic)
         _write_json(layout.out / MANIFEST, manifest)
+    if session is not None:  # where the files came from, even when no split had to be parsed again
+        manifest = _load_json(layout.out / MANIFEST) or {}
+        if manifest and manifest.get("mirror") != session.record():
+            manifest["mirror"] = session.record()
+            _write_json(layout.out / MANIFEST, manifest)
     return DownloadResult(cfg.corpus, layout.out, [summaries[s] for s in splits], warnings)
 
 
@@ -225,12 +244,16 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
 
 
 def obtain_split_files(
-    adapter: CorpusAdapter, split: str, cfg: DownloadConfig, layout: Layout, progress=None
+    adapter: CorpusAdapter, split: str, cfg: DownloadConfig, layout: Layout, progress=None, session=None
 ) -> dict[str, Path]:
-    """Each native file of the split, fetched or copied into ``raw/`` if not there yet."""
+    """Each native file of the split, fetched or copied into ``raw/`` if not there yet; with a
+    mirror session, always the mirror commit's copy."""
     files: dict[str, Path] = {}
     for native in adapter.native_files(split):
         try:
+            if session is not None:
+                files[native.name] = session.native_file(native, layout.raw / native.name)
+                continue
             files[native.name] = obtain_native_file(native, cfg, layout, progress)
         except FetchError:
             if native.optional:
