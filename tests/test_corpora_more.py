@@ -313,3 +313,69 @@ def test_download_list_shows_every_corpus():
     )
     missing = CliRunner().invoke(app, ["download"])
     assert missing.exit_code != 0 and "--list" in missing.output
+
+
+# --------------------------------------------------------------------------------------------- ReXTime, NExT-GQA
+
+
+def test_rextime_grounded_questions_on_anet_and_qvh_videos(tmp_path):
+    records = [
+        {"qid": "qvh_val241", "vid": "2I9-kvemtSU_510.0_660.0", "duration": 150, "source": "qvhighlights_val",
+         "question": "What were the woman and man doing before they showed reactions?", "category": "sequential",
+         "answer": "From <s0> to <e0>, a woman and a man are eating spicy food.", "ans": "A", "span": [0, 28],
+         "options": ["a woman and a man are eating spicy food", "running", "a tour", "karaoke"]},
+        {"qid": "anet_val384", "vid": "v_ZMTi498qnPc", "duration": 80.5, "source": "ActivityNet_val_2",
+         "question": "Why does the man lift the box?", "category": "means_end", "answer": "x", "ans": "B",
+         "span": [70.0, 81.0], "options": ["a", "b", "c", "d"]},
+    ]  # fmt: skip
+    path = write(
+        tmp_path, "rextime_val.json", "\n".join(json.dumps(r) for r in records).encode()
+    )  # the repo's JSONL form
+    rows = by_uid(parse("rextime", "val", {path.name: path}))
+    qvh = rows["rextime/val/qvh_val241"]
+    assert qvh.task == "grounded_qa" and qvh.windows == [[0.0, 28.0]] and qvh.benchmarks == ["rextime_val"]
+    assert (
+        qvh.extra["ans"] == "A" and len(qvh.extra["options"]) == 4 and qvh.extra["category"] == "sequential"
+    )
+    anet = rows["rextime/val/anet_val384"]
+    assert anet.windows == [[70.0, 80.5]] and "end_clamped" in anet.flags
+    from vtg_data.leakage import video_key
+
+    assert {video_key(r.video_id) for r in rows.values()} == {"2I9-kvemtSU", "ZMTi498qnPc"}
+    test = write(
+        tmp_path,
+        "rextime_test_release.json",
+        [{k: v for k, v in records[0].items() if k not in ("span", "ans")}],
+    )
+    (hidden,) = parse("rextime", "test", {test.name: test})
+    assert not hidden.has_gt and hidden.windows == []
+
+
+def nextgqa_files(tmp_path, rows, gsub):
+    header = "video_id,frame_count,width,height,question,answer,qid,type,a0,a1,a2,a3,a4\n"
+    lines = "".join(f"{v},900,640,480,{q},{a},{qid},{t},x0,x1,x2,x3,x4\n" for v, q, a, qid, t in rows)
+    return {
+        "test.csv": write(tmp_path, "test.csv", (header + lines).encode()),
+        "gsub_test.json": write(tmp_path, "gsub_test.json", gsub),
+        "map_vid_vidorID.json": write(tmp_path, "map_vid_vidorID.json", {"4010069381": "1023/4010069381"}),
+    }
+
+
+def test_nextgqa_spans_union_missing_and_video_paths(tmp_path):
+    files = nextgqa_files(tmp_path, [("4010069381", "why did the lady pick up the puppy", "to pet it", 6, "CW"),
+                                      ("4010069381", "what did the lady do after", "put it down", 7, "TN")],
+                          {"4010069381": {"duration": 36.6, "location": {"6": [[5.2, 9.0], [12.0, 40.0]]}, "fps": 25}})  # fmt: skip
+    rows = by_uid(parse("nextgqa", "test", files))
+    spans = rows["nextgqa/test/4010069381/6"]
+    assert spans.windows == [[5.2, 9.0], [12.0, 36.6]] and {"multi_window", "end_clamped"} <= spans.flags
+    assert spans.video_path == "1023/4010069381.mp4" and spans.benchmarks == ["nextgqa_test"]
+    assert spans.extra["options"] == ["x0", "x1", "x2", "x3", "x4"] and spans.extra["type"] == "CW"
+    unspanned = rows["nextgqa/test/4010069381/7"]
+    assert not unspanned.has_gt and unspanned.duration == 36.6
+
+
+def test_nextgqa_span_without_question_is_an_error(tmp_path):
+    files = nextgqa_files(tmp_path, [("4010069381", "q", "a", 6, "CW")],
+                          {"4010069381": {"duration": 36.6, "location": {"6": [[1, 2]], "9": [[3, 4]]}}})  # fmt: skip
+    with pytest.raises(ValidationFailed, match=r"gsub_test.json: record 4010069381/9.*test.csv lacks"):
+        parse("nextgqa", "test", files)

@@ -9,8 +9,10 @@ from vtg_data.corpora.didemo import DiDeMo
 from vtg_data.corpora.ego4d_nlq import Ego4DNLQ
 from vtg_data.corpora.hirest import HiREST
 from vtg_data.corpora.internvid_vtime import InternVidVTime
+from vtg_data.corpora.nextgqa import NExTGQA
 from vtg_data.corpora.queryd import QuerYD
 from vtg_data.corpora.qvhighlights import QVHighlights
+from vtg_data.corpora.rextime import ReXTime
 from vtg_data.corpora.synthetic import Synthetic
 from vtg_data.corpora.tacos import TACoS
 from vtg_data.corpora.tvgbench import TVGBench
@@ -19,7 +21,7 @@ from vtg_data.corpora.youcook2 import YouCook2
 REGISTRY: dict[str, type[CorpusAdapter]] = {
     cls.name: cls
     for cls in (CharadesSTA, ActivityNetCaptions, QVHighlights, TACoS, DiDeMo, HiREST, QuerYD, InternVidVTime, Ego4DNLQ,
-                YouCook2, TVGBench, Synthetic)
+                YouCook2, TVGBench, ReXTime, NExTGQA, Synthetic)
 }  # fmt: skip
 
 

@@ -1,0 +1,77 @@
+"""ReXTime (reasoning across time): grounded multiple-choice questions on ActivityNet val_2 and
+QVHighlights val videos. ``rextime_{train,val}.json`` (and ``rextime_test_release.json`` without
+answers) hold records ``{qid, vid, duration, question, options, ans, answer, span, source,
+category}``: ``span`` is one ``[s, e]`` in seconds of the video ``vid`` (an ActivityNet
+``v_<ytid>``, or a QVHighlights ``<ytid>_<start>_<end>`` clip); ``answer`` is the templated
+"From <s0> to <e0>, <option>." text. Rows are ``task=grounded_qa`` with the question as the query
+and the options, the correct letter and the category in ``extra``; val rows carry the
+``rextime_val`` membership tag (the benchmark TVG-R1 reports).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vtg_data.corpora.base import (
+    CorpusAdapter,
+    NativeFile,
+    ParseContext,
+    Remote,
+    convert_windows,
+    iter_jsonl,
+    load_json,
+    query_text,
+    require,
+)
+from vtg_data.schema import QueryRow, RecordRef, as_duration
+
+FILES = {"train": "rextime_train.json", "val": "rextime_val.json", "test": "rextime_test_release.json"}
+_REPO = "https://raw.githubusercontent.com/ReXTime/ReXTime/main/data"
+
+
+class ReXTime(CorpusAdapter):
+    name = "rextime"
+    splits = ("train", "val", "test")
+    task = "grounded question answering"
+    licence = "CC BY-NC-SA 4.0 (annotations); videos: ActivityNet and QVHighlights terms"
+    homepage = "https://github.com/ReXTime/ReXTime"
+    benchmark_splits = {"val": "rextime_val", "test": "rextime_test"}
+
+    def native_files(self, split: str) -> list[NativeFile]:
+        self.check_split(split)
+        name = FILES[split]
+        remotes = (Remote(hf_repo="ReXTime/ReXTime", hf_path=name, kind="hf"),)
+        if split == "val":
+            remotes = (Remote(f"{_REPO}/rextime_val.jsonl", kind="mirror"), *remotes)
+        return [NativeFile(name, remotes)]
+
+    def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
+        path = files[FILES[split]]
+        head = path.read_bytes()[:64].lstrip()
+        if head.startswith(b"["):
+            for index, record in enumerate(load_json(path)):
+                yield RecordRef(str(path), f"item {index}"), record
+        else:  # the repository ships the same records as JSON lines
+            yield from iter_jsonl(path)
+
+    def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
+        qid = str(require(record, "qid", ref))
+        vid = str(require(record, "vid", ref))
+        duration = as_duration(require(record, "duration", ref), ref)
+        raw_question = require(record, "question", ref)
+        question, text_flags = query_text(raw_question, ref)
+        row = QueryRow(uid=f"{self.name}/{split}/{qid}", source=self.name, split=split, task="grounded_qa",
+                       video_id=vid, video_path=f"{vid}.mp4", duration=duration, duration_source="annotation",
+                       query=question, query_raw=raw_question, windows=[], windows_raw=[], raw_unit="sec",
+                       flags=text_flags, provenance=ctx.provenance(ref.file, ref.record),
+                       extra={k: record[k] for k in ("options", "ans", "answer", "category", "source") if k in record})  # fmt: skip
+        if record.get("span") is None:
+            row.has_gt = False
+            return [row]
+        row.windows, row.windows_raw, flags = convert_windows(
+            [record["span"]], duration, ref, ctx, what="span"
+        )
+        row.flags |= flags
+        return [row]
