@@ -379,3 +379,45 @@ def test_nextgqa_span_without_question_is_an_error(tmp_path):
                           {"4010069381": {"duration": 36.6, "location": {"6": [[1, 2]], "9": [[3, 4]]}}})  # fmt: skip
     with pytest.raises(ValidationFailed, match=r"gsub_test.json: record 4010069381/9.*test.csv lacks"):
         parse("nextgqa", "test", files)
+
+
+# --------------------------------------------------------------------------------------------- TimeLens, TVG-R1
+
+
+def test_timelens_bench_and_100k(tmp_path):
+    bench = {
+        "3MSZA": {
+            "duration": 30.5,
+            "spans": [[1.0, 4.5], [20.0, 31.0]],
+            "queries": ["a person opens a door.", " he sits "],
+        }
+    }
+    path = write(tmp_path, "charades-timelens.json", bench)
+    rows = parse("timelens_bench", "charades", {path.name: path})
+    assert [r.windows for r in rows] == [[[1.0, 4.5]], [[20.0, 30.5]]] and "end_clamped" in rows[1].flags
+    assert (
+        rows[0].benchmarks == ["charades_sta_test", "timelens_bench"]
+        and rows[0].video_path == "charades/3MSZA.mp4"
+    )
+    bad = write(
+        tmp_path, "activitynet-timelens.json", {"v_a": {"duration": 9, "spans": [[1, 2]], "queries": []}}
+    )
+    with pytest.raises(ValidationFailed, match="1 spans but 0 queries"):
+        parse("timelens_bench", "activitynet", {bad.name: bad})
+
+    lines = [{"video_path": "cosmo_cap/abc.mp4", "source": "cosmo_cap", "duration": 40.0,
+              "events": [{"query": "a dog jumps", "span": [[3.0, 8.0]]}, {"query": "it lands", "span": [8.0, 9.5]}]}]  # fmt: skip
+    path = write(tmp_path, "timelens-100k.jsonl", "\n".join(json.dumps(x) for x in lines).encode())
+    rows = parse("timelens_100k", "train", {path.name: path})
+    assert [r.windows for r in rows] == [[[3.0, 8.0]], [[8.0, 9.5]]]
+    assert rows[0].video_id == "abc" and rows[0].extra["origin"] == "cosmo_cap" and rows[0].benchmarks == []
+
+
+def test_tvg_r1_rl_set_import(tmp_path):
+    items = [{"dataset": "didemo", "problem": "Find the moment: the dog runs. ", "choices": [],
+              "video": "didemo/videos/123.mp4", "video_length": 30.0, "gt_frame": [5.0, 10.0],
+              "ground_truth": "<time>[5.0, 10.0]</time>"}]  # fmt: skip
+    path = write(tmp_path, "TVG_RL.json", items)
+    (row,) = parse("tvg_r1", "rl", {path.name: path})
+    assert row.windows == [[5.0, 10.0]] and row.duration == 30.0 and row.video_id == "123"
+    assert "prompt_as_query" in row.flags and row.extra["origin"] == "didemo"

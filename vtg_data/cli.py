@@ -75,7 +75,7 @@ def download(
     mirror: str | None = typer.Option(
         None,
         "--mirror",
-        help="Take every file from a Hugging Face mirror: videomind | grounded-videollm | lmms-lab.",
+        help="Take every file from a Hugging Face mirror: videomind | grounded-videollm | lmms-lab | timelens | timelens-100k | tvg-r1.",
     ),
     revision: str | None = typer.Option(
         None, "--revision", help="The mirror's commit, tag or branch (pinned)."

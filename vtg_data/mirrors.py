@@ -28,6 +28,9 @@ MIRRORS: dict[str, str] = {
     "videomind": "yeliudev/VideoMind-Dataset",
     "grounded-videollm": "WHB139426/Grounded-VideoLLM",
     "lmms-lab": "lmms-lab/charades_sta",
+    "timelens": "TencentARC/TimeLens-Bench",
+    "timelens-100k": "TencentARC/TimeLens-100K",
+    "tvg-r1": "RuizheChen/TVG_processed_data",
 }
 RETRIES = 4
 RETRY_BACKOFF = 1.0  # seconds, doubled per retry

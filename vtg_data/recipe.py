@@ -36,6 +36,8 @@ class RecipeConfig:
     k: int = 8
     widen: float = 2.0
     noise: float = 0.5
+    coldstart_iou_min: float = 0.5  # the cold-start IoU rule (TVG-R1's threshold)
+    coldstart_max_span: float = 0.7  # the cold-start span rule: a trace covering more is rejected
 
 
 def _baselines(train: pl.DataFrame, test: list[dict]) -> dict[str, float]:
@@ -88,7 +90,8 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
     say("recipe 3/8: cold-start set from the imported traces")
     coldstart = build_coldstart(ColdstartConfig(data=(normalized / "train.parquet",), out=root / "coldstart",
                                                 import_files=(root / "teacher" / "traces.jsonl",), student_prompt=PROMPT,
-                                                options=RuleOptions(min_chars=20, min_tokens=4), shards=1))  # fmt: skip
+                                                options=RuleOptions(min_chars=20, min_tokens=4, iou_min=cfg.coldstart_iou_min,
+                                                                    max_span=cfg.coldstart_max_span), shards=1))  # fmt: skip
 
     say(f"recipe 4/8: SFT on the teacher's windows ({cfg.sft_steps} steps)")
     init = make_tiny_model(root / "models" / "init", size="s", seed=cfg.seed)

@@ -15,13 +15,15 @@ from vtg_data.corpora.qvhighlights import QVHighlights
 from vtg_data.corpora.rextime import ReXTime
 from vtg_data.corpora.synthetic import Synthetic
 from vtg_data.corpora.tacos import TACoS
+from vtg_data.corpora.timelens import TimeLens100K, TimeLensBench
+from vtg_data.corpora.tvg_r1 import TVGR1
 from vtg_data.corpora.tvgbench import TVGBench
 from vtg_data.corpora.youcook2 import YouCook2
 
 REGISTRY: dict[str, type[CorpusAdapter]] = {
     cls.name: cls
     for cls in (CharadesSTA, ActivityNetCaptions, QVHighlights, TACoS, DiDeMo, HiREST, QuerYD, InternVidVTime, Ego4DNLQ,
-                YouCook2, TVGBench, ReXTime, NExTGQA, Synthetic)
+                YouCook2, TVGBench, ReXTime, NExTGQA, TimeLensBench, TimeLens100K, TVGR1, Synthetic)
 }  # fmt: skip
 
 

@@ -42,7 +42,8 @@ class ReXTime(CorpusAdapter):
     def native_files(self, split: str) -> list[NativeFile]:
         self.check_split(split)
         name = FILES[split]
-        remotes = (Remote(hf_repo="ReXTime/ReXTime", hf_path=name, kind="hf"),)
+        remotes = (Remote(hf_repo="ReXTime/ReXTime", hf_path=name, kind="hf"),
+                   Remote(hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"rextime/{name}", kind="hf"))  # fmt: skip
         if split == "val":
             remotes = (Remote(f"{_REPO}/rextime_val.jsonl", kind="mirror"), *remotes)
         return [NativeFile(name, remotes)]

@@ -1,0 +1,69 @@
+"""TVG-R1's processed RL set (EasyR1 JSON, ``TVG_RL.json`` in ``RuizheChen/TVG_processed_data``).
+
+A list of ``{dataset, problem, choices, video, video_length, gt_frame, ground_truth}``: ``problem``
+(with ``choices`` appended, as TVG-R1's loader does) is the full instruction the policy saw, not a
+bare query, so rows are flagged ``prompt_as_query``; ``gt_frame`` is the ``[s, e]`` window in
+seconds that its IoU reward uses, ``video_length`` the duration, ``video`` the path under TVG-R1's
+data folders, ``dataset`` the source corpus (kept in ``extra`` with ``ground_truth``). Imported
+rows keep the sample identity of the published set, so its difficulty selection can be compared
+with ours or trained on as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from vtg_data.corpora.base import (
+    CorpusAdapter,
+    NativeFile,
+    ParseContext,
+    Remote,
+    convert_windows,
+    load_json,
+    query_text,
+    require,
+)
+from vtg_data.schema import QueryRow, RecordRef, as_duration
+
+FILE = "TVG_RL.json"
+
+
+class TVGR1(CorpusAdapter):
+    name = "tvg_r1"
+    splits = ("rl",)
+    task = "moment retrieval (published RL set)"
+    licence = "see RuizheChen/TVG_processed_data; videos: their source corpora's terms"
+    homepage = "https://github.com/zjuruizhechen/TVG-R1"
+
+    def native_files(self, split: str) -> list[NativeFile]:
+        self.check_split(split)
+        return [NativeFile(FILE, (Remote(hf_repo="RuizheChen/TVG_processed_data", hf_path=FILE, kind="hf"),))]
+
+    def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
+        path = files[FILE]
+        data = load_json(path)
+        if not isinstance(data, list):
+            raise RecordRef(str(path), "top level").error("expected a list of samples")
+        for index, item in enumerate(data):
+            yield RecordRef(str(path), f"item {index}"), (index, item)
+
+    def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
+        index, item = record
+        duration = as_duration(require(item, "video_length", ref), ref)
+        windows, raw, flags = convert_windows(
+            [require(item, "gt_frame", ref)], duration, ref, ctx, what="gt_frame"
+        )
+        choices = item.get("choices") or ""
+        problem = str(require(item, "problem", ref)) + (
+            " ".join(choices) if isinstance(choices, list) else str(choices)
+        )
+        query, text_flags = query_text(problem, ref)
+        video = str(require(item, "video", ref))
+        return [QueryRow(uid=f"{self.name}/{split}/{index}", source=self.name, split=split,
+                         video_id=PurePosixPath(video).stem, video_path=video, duration=duration,
+                         duration_source="annotation", query=query, query_raw=problem, windows=windows,
+                         windows_raw=raw, raw_unit="sec", flags=flags | text_flags | {"prompt_as_query"},
+                         provenance=ctx.provenance(ref.file, ref.record),
+                         extra={"origin": item.get("dataset"), "ground_truth": item.get("ground_truth")})]  # fmt: skip
