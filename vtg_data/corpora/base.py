@@ -190,6 +190,15 @@ def load_json(path: Path) -> Any:
         ) from exc
 
 
+def iter_json_items(path: Path) -> Iterator[tuple[RecordRef, tuple[int, Any]]]:
+    """The items of a file holding one JSON list, each with its index (``record item N``)."""
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise RecordRef(str(path), "top level").error(f"expected a list of items, got {type(data).__name__}")
+    for index, item in enumerate(data):
+        yield RecordRef(str(path), f"item {index}"), (index, item)
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[RecordRef, Any]]:
     text = read_text(path)
     for lineno, line in enumerate(text.splitlines(), start=1):

@@ -20,8 +20,8 @@ from vtg_data.corpora.base import (
     ParseContext,
     Remote,
     convert_windows,
+    iter_json_items,
     iter_jsonl,
-    load_json,
     query_text,
     require,
 )
@@ -52,8 +52,8 @@ class ReXTime(CorpusAdapter):
         path = files[FILES[split]]
         head = path.read_bytes()[:64].lstrip()
         if head.startswith(b"["):
-            for index, record in enumerate(load_json(path)):
-                yield RecordRef(str(path), f"item {index}"), record
+            for ref, (_, record) in iter_json_items(path):
+                yield ref, record
         else:  # the repository ships the same records as JSON lines
             yield from iter_jsonl(path)
 

@@ -22,7 +22,7 @@ from vtg_data.corpora.base import (
     ParseContext,
     Remote,
     convert_windows,
-    load_json,
+    iter_json_items,
     query_text,
     require,
 )
@@ -56,12 +56,7 @@ class TVGBench(CorpusAdapter):
         return [NativeFile(FILE, (Remote(url, kind="mirror"),))]
 
     def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
-        path = files[FILE]
-        data = load_json(path)
-        if not isinstance(data, list):
-            raise RecordRef(str(path), "top level").error("expected a list of items")
-        for index, item in enumerate(data):
-            yield RecordRef(str(path), f"item {index}"), (index, item)
+        yield from iter_json_items(files[FILE])
 
     def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
         index, item = record
