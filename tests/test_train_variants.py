@@ -172,3 +172,65 @@ def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, tmp
     expected = full.gather(-1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
     assert int(m.sum()) == 6 and m.shape[1] < mask.shape[1] // 2
     assert torch.allclose(logps[m], expected[mask[:, 1:]], atol=1e-5)
+
+
+def test_two_processes_share_each_batch_and_write_once(root, tmp_path):
+    """``torchrun`` (CPU, gloo) with two processes: each trains on half of every global batch, the
+    metrics and checkpoints are written once, and the step-1 loss matches a single process."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from vtg_data.lvlm.tiny import make_tiny_model
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed next to this python")
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    common = ["--data", str(root / "normalized/synthetic/train.parquet"), "--video-root",
+              str(root / "videos"), "--prompt", "compact", "--min-pixels", str(56 * 56), "--max-pixels", str(56 * 56),
+              "--max-frames", "32", "--limit", "8"]  # fmt: skip
+    sft = [
+        "train",
+        "sft",
+        *common,
+        "--model",
+        str(init),
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--save-every",
+        "0",
+        "--warmup",
+        "0",
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+
+    def launch(args, out, processes):
+        command = [
+            torchrun,
+            "--nproc_per_node",
+            str(processes),
+            "-m",
+            "vtg_data.cli",
+            *args,
+            "--out",
+            str(out),
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    two = launch(sft, tmp_path / "two", 2)
+    one = launch(sft, tmp_path / "one", 1)
+    assert [r["step"] for r in two] == [1, 2, 3]  # one line per step, not one per process
+    assert [r["batch"] for r in two] == [r["batch"] for r in one]
+    assert two[0]["loss"] == pytest.approx(one[0]["loss"], rel=0.05)
+    assert json.loads((tmp_path / "two/config.json").read_text())["processes"] == 2
+    final = tmp_path / "two/checkpoints/step-000003"
+    rl = ["train", "rl", *common, "--model", str(final), "--steps", "2", "--prompts-per-step", "2", "-k", "2",
+          "--max-tokens", "8", "--save-every", "0", "--reward", "tvg_r1_nothink"]  # fmt: skip
+    grpo = launch(rl, tmp_path / "rl", 2)
+    assert [r["step"] for r in grpo] == [1, 2] and (tmp_path / "rl/checkpoints/step-000002").is_dir()

@@ -3,9 +3,11 @@ metrics as JSONL, and held-out evaluation through the inference backend (the eva
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,100 @@ def finish(
         result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
     write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})
     return result
+
+
+@dataclass
+class Run:
+    """A trainer's state once set up: the model (wrapped for the devices), the backend around the
+    bare model (rollouts and held-out eval), optimizer, schedule, data, and where it starts.
+
+    With several processes (``accelerate launch`` or ``torchrun``), every process draws the same
+    global batch (a function of seed and step) and trains on its share (``shard``); only the main
+    process writes metrics, checkpoints and the summary.
+    """
+
+    accelerator: Any
+    backend: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    parameters: list
+    examples: list
+    held_out: list
+    inputs: VideoInputs
+    start_step: int
+    source: str
+    log: MetricsLog | None
+    reference: Any = None
+
+    @property
+    def bare(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def shard(self, items: list) -> list:
+        return items[self.accelerator.process_index :: self.accelerator.num_processes]
+
+    def mean(self, value: float) -> float:
+        """The mean of a per-process number over all processes (itself with one process)."""
+        tensor = torch.tensor(float(value), device=self.accelerator.device)
+        return float(self.accelerator.reduce(tensor, reduction="mean"))
+
+
+def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool = False) -> Run:
+    """Seed, resume point, devices, model (LoRA, frozen tower, checkpointing), data, optimizer and
+    schedule (restored on resume), config.json: what both trainers do before their first step."""
+    from accelerate import Accelerator
+
+    from vtg_data.stages.common import jsonable
+    from vtg_data.train.sft import build_backend, prepare_model
+
+    torch.manual_seed(cfg.seed)
+    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    if per_step % accelerator.num_processes:
+        raise ValueError(
+            f"{per_step} examples per step do not split over {accelerator.num_processes} processes"
+        )
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
+    source = str(checkpoint) if checkpoint is not None else cfg.model
+    backend = backend if backend is not None and checkpoint is None else build_backend(source, cfg)
+    prepare_model(backend, cfg)
+    reference = copy.deepcopy(backend.model).eval().requires_grad_(False) if with_reference else None
+    examples, held_out = load_run_data(cfg)
+    inputs = VideoInputs(backend, cfg.policy)
+    parameters = [p for p in backend.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
+    start_step = restore(checkpoint, optimizer, scheduler) if checkpoint is not None else 0
+    model, optimizer = accelerator.prepare(backend.model, optimizer)
+    backend.model = accelerator.unwrap_model(model)  # generation and eval run on the bare model
+    log = None
+    if accelerator.is_main_process:
+        config = {"stage": stage, "config": jsonable(asdict(cfg)), "started_from": source,
+                  "processes": accelerator.num_processes}  # fmt: skip
+        write_json_atomic(cfg.out / "config.json", config)
+        log = MetricsLog(cfg.out / "metrics.jsonl")
+    return Run(accelerator, backend, model, optimizer, scheduler, parameters, examples, held_out, inputs,
+               start_step, source, log, reference)  # fmt: skip
+
+
+def end_step(cfg, run: Run, step: int, record: dict, history: list, progress=None, task=None) -> None:
+    """``after_step`` on the main process; the others only keep the history."""
+    if run.is_main:
+        after_step(cfg, step, record, log=run.log, history=history, model=run.bare, backend=run.backend,
+                   inputs=run.inputs, held_out=run.held_out, optimizer=run.optimizer, scheduler=run.scheduler,
+                   progress=progress, task=task)  # fmt: skip
+    else:
+        history.append(record)
+
+
+def end_run(cfg, run: Run, last: int, history: list) -> dict[str, Any]:
+    run.accelerator.wait_for_everyone()
+    if not run.is_main:
+        return {"final_checkpoint": None, "steps": last, "history": history}
+    return finish(cfg, last, model=run.bare, backend=run.backend, inputs=run.inputs, held_out=run.held_out,
+                  optimizer=run.optimizer, scheduler=run.scheduler, history=history)  # fmt: skip

@@ -14,10 +14,9 @@ temperature 1.0, entropy 1e-3).
 
 from __future__ import annotations
 
-import copy
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,7 @@ import torch
 
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
-from vtg_data.stages.common import jsonable, write_json_atomic
-from vtg_data.train.sft import TrainData, batch_key, build_backend, prepare_model
+from vtg_data.train.sft import TrainData, batch_key
 from vtg_data.video import SamplingPolicy
 
 
@@ -154,57 +152,32 @@ def _chunks(n: int, size: int) -> list[range]:
 
 def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
-    from accelerate import Accelerator
+    from vtg_data.train.common import batch_indices, end_run, end_step, start_run
 
-    from vtg_data.train.common import (
-        MetricsLog,
-        after_step,
-        batch_indices,
-        finish,
-        latest_checkpoint,
-        load_run_data,
-        lr_lambda,
-        restore,
+    run = start_run(cfg, "train rl", cfg.prompts_per_step, backend, with_reference=cfg.beta > 0)
+    examples, model, accelerator, backend, inputs = (
+        run.examples,
+        run.model,
+        run.accelerator,
+        run.backend,
+        run.inputs,
     )
-    from vtg_data.train.data import VideoInputs
-
-    torch.manual_seed(cfg.seed)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
-    source = str(checkpoint) if checkpoint is not None else cfg.model
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    backend = backend if backend is not None and checkpoint is None else build_backend(source, cfg)
-    prepare_model(backend, cfg)
-    reference = None
-    if cfg.beta > 0:
-        reference = copy.deepcopy(backend.model).eval().requires_grad_(False)
-    examples, held_out = load_run_data(cfg)
-    inputs = VideoInputs(backend, cfg.policy)
-    model = backend.model
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
-    start_step = restore(checkpoint, optimizer, scheduler) if checkpoint is not None else 0
-    model, optimizer = accelerator.prepare(model, optimizer)
-    backend.model = model
-    write_json_atomic(
-        cfg.out / "config.json",
-        {"stage": "train rl", "config": jsonable(asdict(cfg)), "started_from": source},
-    )
-    log = MetricsLog(cfg.out / "metrics.jsonl")
+    reference, optimizer, scheduler, parameters = run.reference, run.optimizer, run.scheduler, run.parameters
+    start_step = run.start_step
     tokenizer = backend.processor.tokenizer
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     params = GenerationParams(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
-    task = progress.add_task("grpo", total=last, completed=start_step) if progress else None
+    task = progress.add_task("grpo", total=last, completed=start_step) if progress and run.is_main else None
     history = []
     began = time.perf_counter()
     for step in range(start_step, last):
         step_began = time.perf_counter()
-        picked = [examples[i] for i in batch_indices(len(examples), cfg.prompts_per_step, step, cfg.seed)]
+        everyone = [examples[i] for i in batch_indices(len(examples), cfg.prompts_per_step, step, cfg.seed)]
+        picked = run.shard(everyone)  # this process's prompts; each prompt's group stays whole
         batch = [(inputs.request(ex), inputs.clip(ex.video)) for ex in picked]
         model.eval()
-        params_step = replace(params, seed=cfg.seed * 100_003 + step)
+        params_step = replace(params, seed=cfg.seed * 100_003 + step)  # the prompts' uids vary it per process
         generated, _ = backend.generate_ids(batch, params_step)
         completions = _completions(generated.cpu(), eos, pad)
         texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
@@ -262,25 +235,22 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
         lengths = [len(c) for c in completions]
         record = {
             "step": step + 1,
-            "reward": statistics.fmean(rewards),
-            **{f"reward/{k}": statistics.fmean(v) for k, v in components.items()},
-            "frac_reward_zero_std": float((std.view(-1) == 0).float().mean()),
-            "completion_length": statistics.fmean(lengths),
+            "reward": run.mean(statistics.fmean(rewards)),
+            **{f"reward/{k}": run.mean(statistics.fmean(v)) for k, v in components.items()},
+            "frac_reward_zero_std": run.mean(float((std.view(-1) == 0).float().mean())),
+            "completion_length": run.mean(statistics.fmean(lengths)),
             "completion_length_max": max(lengths),
             "completion_tokens": sum(lengths),
-            "kl": totals["kl"],
-            "entropy": totals["entropy"],
-            "loss": totals["loss"],
+            "kl": run.mean(totals["kl"]),
+            "entropy": run.mean(totals["entropy"]),
+            "loss": run.mean(totals["loss"]),
             "lr": scheduler.get_last_lr()[0],
-            "batch": batch_key([ex.uid for ex in picked]),
+            "batch": batch_key([ex.uid for ex in everyone]),
             "rollout_seconds": round(rolled_out - step_began, 3),
             "update_seconds": round(time.perf_counter() - rolled_out, 3),
             "seconds": round(time.perf_counter() - began, 3),
         }
         if torch.cuda.is_available():
             record["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        after_step(cfg, step + 1, record, log=log, history=history, model=accelerator.unwrap_model(model),
-                   backend=backend, inputs=inputs, held_out=held_out, optimizer=optimizer, scheduler=scheduler,
-                   progress=progress, task=task)  # fmt: skip
-    return finish(cfg, last, model=accelerator.unwrap_model(model), backend=backend, inputs=inputs, held_out=held_out,
-                  optimizer=optimizer, scheduler=scheduler, history=history)  # fmt: skip
+        end_step(cfg, run, step + 1, record, history, progress, task)
+    return end_run(cfg, run, last, history)

@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from vtg_data.stages.common import jsonable, write_json_atomic
 from vtg_data.video import SamplingPolicy
 
 
@@ -119,55 +116,26 @@ def batch_key(uids: list[str]) -> str:
 
 def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
-    from accelerate import Accelerator
-
     from vtg_data.lvlm.hf import rope_owner
-    from vtg_data.train.common import (
-        MetricsLog,
-        after_step,
-        batch_indices,
-        finish,
-        latest_checkpoint,
-        load_run_data,
-        lr_lambda,
-        restore,
-    )
-    from vtg_data.train.data import VideoInputs, collate
+    from vtg_data.train.common import batch_indices, end_run, end_step, start_run
+    from vtg_data.train.data import collate
 
-    torch.manual_seed(cfg.seed)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    start_step, source = 0, cfg.model
-    checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
-    if checkpoint is not None:
-        source = str(checkpoint)
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    backend = backend if backend is not None and checkpoint is None else build_backend(source, cfg)
-    prepare_model(backend, cfg)
-    examples, held_out = load_run_data(cfg)
-    inputs = VideoInputs(backend, cfg.policy)
-    features = {ex.uid: inputs.sft_example(ex) for ex in examples}  # every video decoded and processed once
-    model = backend.model
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
-    if checkpoint is not None:
-        start_step = restore(checkpoint, optimizer, scheduler)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    backend.model = model
-    write_json_atomic(
-        cfg.out / "config.json",
-        {"stage": "train sft", "config": jsonable(asdict(cfg)), "started_from": source},
-    )
-    log = MetricsLog(cfg.out / "metrics.jsonl")
-    pad = backend.processor.tokenizer.pad_token_id
+    run = start_run(cfg, "train sft", cfg.batch_size, backend)
+    examples, model, accelerator = run.examples, run.model, run.accelerator
+    features = {
+        ex.uid: run.inputs.sft_example(ex) for ex in examples
+    }  # every video decoded and processed once
+    pad = run.backend.processor.tokenizer.pad_token_id
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
-    task = progress.add_task("sft", total=last, completed=start_step) if progress else None
+    task = (
+        progress.add_task("sft", total=last, completed=run.start_step) if progress and run.is_main else None
+    )
     history = []
     began = time.perf_counter()
-    for step in range(start_step, last):
+    for step in range(run.start_step, last):
         model.train()
         picked = [examples[i] for i in batch_indices(len(examples), cfg.batch_size, step, cfg.seed)]
-        rows = [features[ex.uid] for ex in picked]
+        rows = [features[ex.uid] for ex in run.shard(picked)]
         answer_tokens = sum(int((row["labels"][1:] != -100).sum()) for row in rows) or 1
         loss = 0.0
         for part in _parts(rows, cfg.micro_batch):
@@ -180,14 +148,11 @@ def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
             part_loss = model(**batch).loss * (part_tokens / answer_tokens)
             accelerator.backward(part_loss)
             loss += float(part_loss.detach())
-        accelerator.clip_grad_norm_(parameters, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        record = {"step": step + 1, "loss": loss, "lr": scheduler.get_last_lr()[0],
+        accelerator.clip_grad_norm_(run.parameters, cfg.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        record = {"step": step + 1, "loss": run.mean(loss), "lr": run.scheduler.get_last_lr()[0],
                   "batch": batch_key([ex.uid for ex in picked]), "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
-        after_step(cfg, step + 1, record, log=log, history=history, model=accelerator.unwrap_model(model),
-                   backend=backend, inputs=inputs, held_out=held_out, optimizer=optimizer, scheduler=scheduler,
-                   progress=progress, task=task)  # fmt: skip
-    return finish(cfg, last, model=accelerator.unwrap_model(model), backend=backend, inputs=inputs, held_out=held_out,
-                  optimizer=optimizer, scheduler=scheduler, history=history)  # fmt: skip
+        end_step(cfg, run, step + 1, record, history, progress, task)
+    return end_run(cfg, run, last, history)
