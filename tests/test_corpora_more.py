@@ -421,3 +421,18 @@ def test_tvg_r1_rl_set_import(tmp_path):
     (row,) = parse("tvg_r1", "rl", {path.name: path})
     assert row.windows == [[5.0, 10.0]] and row.duration == 30.0 and row.video_id == "123"
     assert "prompt_as_query" in row.flags and row.extra["origin"] == "didemo"
+
+
+def test_ego4d_nlq_videomind_jsonl_when_the_official_file_is_absent(tmp_path):
+    lines = [
+        {
+            "vid": "fae92e70",
+            "duration": 480.0,
+            "query": "where was the knife?",
+            "relevant_windows": [[10.5, 14.0]],
+        }
+    ]
+    path = write(tmp_path, "nlq_val.jsonl", "\n".join(json.dumps(x) for x in lines).encode())
+    (row,) = parse("ego4d_nlq", "val", {path.name: path})
+    assert row.video_id == "fae92e70" and row.windows == [[10.5, 14.0]] and row.parent_video_id is None
+    assert [f.name for f in get_adapter("ego4d_nlq").native_files("val")] == ["nlq_val.json", "nlq_val.jsonl"]

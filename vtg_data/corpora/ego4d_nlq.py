@@ -9,6 +9,11 @@ rows flagged ``query_missing`` (the official converter drops them). The test fil
 (``has_gt=false``). The official metric counts a hit only when IoU > threshold (strict) and its
 "mIoU" averages the top 3; report ``vtg-data eval`` numbers with that in mind. Access needs the
 Ego4D licence: pass the files with ``--from``.
+
+VideoMind-Dataset's copy (``ego4d_nlq/nlq_{train,val}.jsonl``: one query per line with ``vid`` =
+the clip, ``duration``, ``query``, ``relevant_windows`` in clip seconds) is read when the official
+file is absent (``--mirror videomind``, still under the Ego4D licence); it has no canonical-video
+offsets, so ``parent_video_id``/``clip_start`` stay empty.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from vtg_data.corpora.base import (
     CorpusAdapter,
     NativeFile,
     ParseContext,
+    Remote,
     VideoSource,
     convert_windows,
+    iter_jsonl,
     load_json,
     query_text,
     require,
@@ -30,6 +37,7 @@ from vtg_data.corpora.base import (
 from vtg_data.schema import QueryRow, RecordRef, as_duration, as_time
 
 FILES = {"train": "nlq_train.json", "val": "nlq_val.json", "test": "nlq_test_unannotated.json"}
+_MIRROR = "yeliudev/VideoMind-Dataset"
 KEEP = ("template", "slot_x", "verb_x", "slot_y", "verb_y", "raw_tags")
 
 
@@ -45,9 +53,22 @@ class Ego4DNLQ(CorpusAdapter):
 
     def native_files(self, split: str) -> list[NativeFile]:
         self.check_split(split)
-        return [NativeFile(FILES[split])]
+        official = NativeFile(FILES[split], optional=split != "test")
+        if split == "test":
+            return [official]
+        name = f"nlq_{split}.jsonl"
+        return [
+            official,
+            NativeFile(
+                name, (Remote(hf_repo=_MIRROR, hf_path=f"ego4d_nlq/{name}", kind="hf"),), optional=True
+            ),
+        ]
 
     def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
+        if FILES[split] not in files:
+            for ref, record in iter_jsonl(files[f"nlq_{split}.jsonl"]):
+                yield ref, ("videomind", record)
+            return
         path = files[FILES[split]]
         data = load_json(path)
         videos = require(data, "videos", RecordRef(str(path), "top level"))
@@ -58,6 +79,8 @@ class Ego4DNLQ(CorpusAdapter):
                 yield cref, (video, clip)
 
     def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
+        if record[0] == "videomind":
+            return self._videomind_row(split, ref, record[1], ctx)
         video, clip = record
         clip_uid = str(require(clip, "clip_uid", ref))
         clip_start = as_time(require(clip, "video_start_sec", ref), "video_start_sec", ref)
@@ -90,3 +113,15 @@ class Ego4DNLQ(CorpusAdapter):
                     row.flags.add("query_missing")
                 rows.append(row)
         return rows
+
+    def _videomind_row(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
+        clip_uid = str(require(record, "vid", ref))
+        duration = as_duration(require(record, "duration", ref), ref)
+        windows, raw, flags = convert_windows(require(record, "relevant_windows", ref), duration, ref, ctx)
+        text = require(record, "query", ref)
+        query, text_flags = query_text(text, ref)
+        line = ref.record.split()[-1]
+        return [QueryRow(uid=f"{self.name}/{split}/videomind/{line}", source=self.name, split=split, video_id=clip_uid,
+                         video_path=f"{clip_uid}.mp4", duration=duration, duration_source="annotation", query=query,
+                         query_raw=text, windows=windows, windows_raw=raw, raw_unit="sec", flags=flags | text_flags,
+                         provenance=ctx.provenance(ref.file, ref.record))]  # fmt: skip
