@@ -234,3 +234,18 @@ def test_two_processes_share_each_batch_and_write_once(root, tmp_path):
           "--max-tokens", "8", "--save-every", "0", "--reward", "tvg_r1_nothink"]  # fmt: skip
     grpo = launch(rl, tmp_path / "rl", 2)
     assert [r["step"] for r in grpo] == [1, 2] and (tmp_path / "rl/checkpoints/step-000002").is_dir()
+
+
+def test_grpo_with_lora_and_a_kl_reference(root, tmp_path):
+    pytest.importorskip("peft")
+    from vtg_data.lvlm.hf import is_adapter_folder
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.grpo import GRPOConfig, train_grpo
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    result = train_grpo(GRPOConfig(model=str(init), data=data(root), out=tmp_path / "rl", prompt="compact",
+                                   reward="tvg_r1_nothink", policy=POLICY, steps=2, prompts_per_step=2, k=4,
+                                   max_tokens=12, lr=1e-2, beta=0.1, entropy=0.05, lora_rank=4, save_every=0))  # fmt: skip
+    assert is_adapter_folder(result["final_checkpoint"])
+    # untrained rewards tie (no advantage), so the entropy bonus is what moves the adapter at step 1
+    assert result["history"][0]["kl"] == 0 and result["history"][-1]["kl"] > 0
