@@ -134,12 +134,12 @@ def _print_catalogue() -> None:
     from vtg_data.corpora import catalogue
 
     table = Table(title="corpora")
-    for column in ("corpus", "task", "splits", "benchmark splits", "videos", "licence"):
+    for column in ("corpus", "task", "splits", "benchmark splits", "videos", "--mirror", "licence"):
         table.add_column(column, overflow="fold")
     for entry in catalogue():
         benchmarks = ", ".join(f"{split}: {tag}" for split, tag in entry["benchmarks"].items()) or "-"
         table.add_row(entry["corpus"], entry["task"], ", ".join(entry["splits"]), benchmarks, entry["videos"],
-                      entry["licence"])  # fmt: skip
+                      ", ".join(entry["mirrors"]) or "-", entry["licence"])  # fmt: skip
     out.print(table)
 
 
