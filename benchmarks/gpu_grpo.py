@@ -46,6 +46,16 @@ def main() -> int:
     if args.size == "3b" and not torch.cuda.is_available():
         print("no CUDA device: nothing to measure (run with --size tiny for a CPU smoke run)")
         return 0
+    import importlib.util
+    import shutil
+
+    missing = [
+        m for m in ("polars", "decord", "transformers", "datasets") if importlib.util.find_spec(m) is None
+    ]
+    missing += [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if missing:
+        print(f"cannot run: missing {', '.join(missing)} (pip install -e '.[video,vlm,hub]' and ffmpeg)")
+        return 2
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from vtg_data.corpora.synthetic import SyntheticConfig
