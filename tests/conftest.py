@@ -55,3 +55,13 @@ def hf_backend(tiny_model):
     from vtg_data.lvlm.hf import HFBackend
 
     return HFBackend(tiny_model, batch_size=4)
+
+
+@pytest.fixture()
+def offline_hub_client(monkeypatch):
+    """The loopback hub speaks plain LFS, not xet; huggingface_hub read its settings at import."""
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")

@@ -125,16 +125,6 @@ def load_at(hub, repo, revision, config, home):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.fixture()
-def offline_hub_client(monkeypatch):
-    """The loopback hub speaks plain LFS, not xet; huggingface_hub read its settings at import."""
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-
-
 def test_push_tag_load_update_and_refuse(synthetic_root, runs, tmp_path, offline_hub_client):
     with FakeHub() as hub:
         v1 = build_hub_folder(

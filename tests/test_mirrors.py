@@ -26,12 +26,8 @@ def hirest_split(duration: float, bounds: list[int]) -> bytes:
 
 
 @pytest.fixture()
-def hub_client(monkeypatch):
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+def hub_client(offline_hub_client, monkeypatch):
+    """The loopback hub, and no waiting between the downloader's retries."""
     monkeypatch.setattr("vtg_data.mirrors.RETRY_BACKOFF", 0.0)
 
 

@@ -655,6 +655,15 @@ def _train_common(data, video_root, revision, config, split, eval_data, eval_spl
     return train, held_out
 
 
+# How the model is trained, the same for both trainers.
+_FREEZE_VISION = typer.Option(False, "--freeze-vision", help="Keep the vision tower frozen.")
+_LORA_RANK = typer.Option(0, "--lora-rank", help="LoRA rank (0: full fine-tuning).")
+_GRADIENT_CHECKPOINTING = typer.Option(False, "--gradient-checkpointing")
+_PARAM_DTYPE = typer.Option(
+    "float32", "--param-dtype", help="Master weights: float32, or bfloat16 to save memory."
+)
+
+
 @train_app.command("sft")
 def train_sft_command(
     model: str = typer.Option(..., "--model", help="Model path or hub id to start from."),
@@ -676,15 +685,13 @@ def train_sft_command(
     max_frames: int = typer.Option(64, "--max-frames"),
     min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
     max_pixels: int = typer.Option(128 * 28 * 28, "--max-pixels"),
-    freeze_vision: bool = typer.Option(False, "--freeze-vision"),
-    lora_rank: int = typer.Option(0, "--lora-rank", help="LoRA rank (0: full fine-tuning)."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    freeze_vision: bool = _FREEZE_VISION,
+    lora_rank: int = _LORA_RANK,
+    gradient_checkpointing: bool = _GRADIENT_CHECKPOINTING,
     micro_batch: int = typer.Option(
         0, "--micro-batch", help="Examples per forward/backward; 0: the whole batch."
     ),
-    param_dtype: str = typer.Option(
-        "float32", "--param-dtype", help="Master weights: float32, or bfloat16 to save memory."
-    ),
+    param_dtype: str = _PARAM_DTYPE,
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(100, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),
@@ -751,15 +758,13 @@ def train_rl_command(
     max_frames: int = typer.Option(64, "--max-frames"),
     min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels"),
     max_pixels: int = typer.Option(128 * 28 * 28, "--max-pixels"),
-    freeze_vision: bool = typer.Option(False, "--freeze-vision"),
-    lora_rank: int = typer.Option(0, "--lora-rank", help="LoRA rank (0: full fine-tuning)."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing"),
+    freeze_vision: bool = _FREEZE_VISION,
+    lora_rank: int = _LORA_RANK,
+    gradient_checkpointing: bool = _GRADIENT_CHECKPOINTING,
     micro_batch: int = typer.Option(
         0, "--micro-batch", help="Sequences per forward/backward; 0: all k x prompts."
     ),
-    param_dtype: str = typer.Option(
-        "float32", "--param-dtype", help="Master weights: float32, or bfloat16 to save memory."
-    ),
+    param_dtype: str = _PARAM_DTYPE,
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(50, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),

@@ -51,6 +51,12 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
     return out
 
 
+def micro_batches(n: int, size: int) -> list[range]:
+    """Index ranges of at most ``size`` items (all ``n`` at once when ``size`` is 0)."""
+    size = size or max(n, 1)
+    return [range(start, min(n, start + size)) for start in range(0, n, size)]
+
+
 class MetricsLog:
     def __init__(self, path: Path):
         self.path = path

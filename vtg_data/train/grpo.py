@@ -144,36 +144,32 @@ def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return logps * m, entropy * m, m
 
 
-def _chunks(n: int, size: int) -> list[range]:
-    """Row ranges of at most ``size`` (all rows when ``size`` is 0)."""
-    size = size or n
-    return [range(start, min(n, start + size)) for start in range(0, n, size)]
-
-
 def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
-    from vtg_data.train.common import batch_indices, end_run, end_step, start_run
+    from vtg_data.train.common import batch_indices, end_run, end_step, micro_batches, start_run
 
     run = start_run(cfg, "train rl", cfg.prompts_per_step, backend, with_reference=cfg.beta > 0)
-    examples, model, accelerator, backend, inputs = (
-        run.examples,
+    model, accelerator, backend, inputs, optimizer = (
         run.model,
         run.accelerator,
         run.backend,
         run.inputs,
+        run.optimizer,
     )
-    reference, optimizer, scheduler, parameters = run.reference, run.optimizer, run.scheduler, run.parameters
-    start_step = run.start_step
     tokenizer = backend.processor.tokenizer
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     params = GenerationParams(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
-    task = progress.add_task("grpo", total=last, completed=start_step) if progress and run.is_main else None
+    task = (
+        progress.add_task("grpo", total=last, completed=run.start_step) if progress and run.is_main else None
+    )
     history = []
     began = time.perf_counter()
-    for step in range(start_step, last):
+    for step in range(run.start_step, last):
         step_began = time.perf_counter()
-        everyone = [examples[i] for i in batch_indices(len(examples), cfg.prompts_per_step, step, cfg.seed)]
+        everyone = [
+            run.examples[i] for i in batch_indices(len(run.examples), cfg.prompts_per_step, step, cfg.seed)
+        ]
         picked = run.shard(everyone)  # this process's prompts; each prompt's group stays whole
         batch = [(inputs.request(ex), inputs.clip(ex.video)) for ex in picked]
         model.eval()
@@ -199,13 +195,13 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
         prompts = [inputs.prompt(ex) for ex in picked for _ in range(cfg.k)]
         rolled_out = time.perf_counter()
         chunks = []  # (batch, mask, advantages, old log-probs, reference log-probs) per micro-batch
-        for rows in _chunks(len(completions), cfg.micro_batch):
+        for rows in micro_batches(len(completions), cfg.micro_batch):
             seq, mask = _sequence_batch([prompts[i] for i in rows], [completions[i] for i in rows], pad)
             seq = {k: v.to(accelerator.device) for k, v in seq.items()}
             mask = mask.to(accelerator.device)
             with torch.no_grad():
                 old_logps = _token_logps(model, seq, mask)[0]
-                ref_logps = _token_logps(reference, seq, mask)[0] if reference is not None else None
+                ref_logps = _token_logps(run.reference, seq, mask)[0] if run.reference is not None else None
             adv = advantages[rows.start : rows.stop].to(accelerator.device).unsqueeze(1)
             chunks.append((seq, mask, adv, old_logps, ref_logps))
         tokens = sum(int(mask.sum()) for _, mask, *_ in chunks) or 1  # token-level mean over the whole step
@@ -228,10 +224,10 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
                 totals["loss"] += float(loss.detach())
                 totals["kl"] += float(kl.detach())
                 totals["entropy"] += float(mean_entropy.detach())
-            accelerator.clip_grad_norm_(parameters, cfg.grad_clip)
+            accelerator.clip_grad_norm_(run.parameters, cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        scheduler.step()
+        run.scheduler.step()
         lengths = [len(c) for c in completions]
         record = {
             "step": step + 1,
@@ -244,7 +240,7 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
             "kl": run.mean(totals["kl"]),
             "entropy": run.mean(totals["entropy"]),
             "loss": run.mean(totals["loss"]),
-            "lr": scheduler.get_last_lr()[0],
+            "lr": run.scheduler.get_last_lr()[0],
             "batch": batch_key([ex.uid for ex in everyone]),
             "rollout_seconds": round(rolled_out - step_began, 3),
             "update_seconds": round(time.perf_counter() - rolled_out, 3),

@@ -105,11 +105,6 @@ def prepare_model(backend, cfg) -> None:
         backend.model = get_peft_model(model, lora)
 
 
-def _parts(rows: list, size: int) -> list[list]:
-    size = size or len(rows)
-    return [rows[start : start + size] for start in range(0, len(rows), size)]
-
-
 def batch_key(uids: list[str]) -> str:
     return hashlib.sha256("|".join(uids).encode()).hexdigest()[:12]
 
@@ -117,7 +112,7 @@ def batch_key(uids: list[str]) -> str:
 def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
     from vtg_data.lvlm.hf import rope_owner
-    from vtg_data.train.common import batch_indices, end_run, end_step, start_run
+    from vtg_data.train.common import batch_indices, end_run, end_step, micro_batches, start_run
     from vtg_data.train.data import collate
 
     run = start_run(cfg, "train sft", cfg.batch_size, backend)
@@ -138,8 +133,10 @@ def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
         rows = [features[ex.uid] for ex in run.shard(picked)]
         answer_tokens = sum(int((row["labels"][1:] != -100).sum()) for row in rows) or 1
         loss = 0.0
-        for part in _parts(rows, cfg.micro_batch):
-            batch = {k: v.to(accelerator.device) for k, v in collate(part, pad).items()}
+        for part in micro_batches(len(rows), cfg.micro_batch):
+            batch = {
+                k: v.to(accelerator.device) for k, v in collate(rows[part.start : part.stop], pad).items()
+            }
             inner = rope_owner(model)
             if inner is not None:
                 inner.rope_deltas = None  # positions of another call must not leak into this forward
