@@ -181,6 +181,48 @@ def test_known_traps(sft_run, event_root):
     assert torch.allclose(steps, full[length - 1 : length - 1 + len(answer)], atol=1e-4)
 
 
+def test_a_sharded_model_generates_in_lockstep(sft_run, event_root, tmp_path):
+    """Under FSDP every forward pass is a collective. When one process's answers end before the
+    other's, it must keep stepping with the others (or both hang). Held-out greedy eval of the
+    trained model, shared over two sharded processes, gives the one-process result."""
+    import polars as pl
+    from launchers import launch
+
+    from vtg_data.lvlm import GenerationParams
+    from vtg_data.lvlm.hf import HFBackend
+    from vtg_data.train.common import evaluate_examples
+    from vtg_data.train.data import VideoInputs, load_examples
+
+    _, result, _ = sft_run
+    checkpoint = result["final_checkpoint"]
+    table = pl.read_parquet(event_root / "normalized/synthetic/test.parquet").head(16)
+    table.write_parquet(tmp_path / "pool.parquet")
+    backend = HFBackend(checkpoint)
+    inputs = VideoInputs(backend, POLICY)
+    pool = load_examples(str(tmp_path / "pool.parquet"), video_root=event_root / "videos", prompt="compact")
+    ids, _ = backend.generate_ids([(inputs.request(e), inputs.clip(e.video)) for e in pool],
+                                  GenerationParams(max_tokens=32))  # fmt: skip
+    eos = backend.processor.tokenizer.eos_token_id
+    lengths = [int((row == eos).nonzero()[0]) + 1 for row in ids]
+    short = [i for i, n in enumerate(lengths) if n == min(lengths)][:2]
+    long = [i for i, n in enumerate(lengths) if n == max(lengths)][:2]
+    assert len(short) == len(long) == 2 and min(lengths) < max(lengths)
+    # shares are taken in turn: process 0 gets the two short answers, process 1 the two long ones
+    held = tmp_path / "held.parquet"
+    table[[short[0], long[0], short[1], long[1]]].write_parquet(held)
+    examples = load_examples(str(held), video_root=event_root / "videos", prompt="compact")
+    reference = evaluate_examples(backend, inputs, examples)
+
+    args = ["train", "rl", "--data", str(held), "--video-root", str(event_root / "videos"), "--prompt", "compact",
+            "--min-pixels", str(56 * 56), "--max-pixels", str(56 * 56), "--model", checkpoint, "--steps", "1",
+            "--prompts-per-step", "2", "-k", "4", "--max-tokens", "32", "--lr", "1e-12", "--save-every", "0",
+            "--reward", "tvg_r1_nothink", "--eval-data", str(held), "--eval-every", "1"]  # fmt: skip
+    (step,) = launch(args, tmp_path / "rl", 2, config="fsdp")
+    assert step["eval/mIoU"] == pytest.approx(reference["mIoU"], abs=1e-6)
+    assert step["eval/well_formed"] == pytest.approx(reference["well_formed"], abs=1e-6)
+    assert step["reward"] > 0.3  # the trained model's rollouts, scored
+
+
 def test_kill_and_resume_continues_with_the_same_data_order(event_root, tmp_path):
     from vtg_data.lvlm.tiny import make_tiny_model
 

@@ -719,6 +719,8 @@ def train_sft_command(
             result = train_sft(cfg, progress)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
+    if not result["main_process"]:
+        return  # the main process reports
     last = result["history"][-1] if result["history"] else {}
     console.print(
         f"sft: step {result['steps']}, loss {last.get('loss', float('nan')):.3f}; checkpoint {result['final_checkpoint']}"
@@ -793,6 +795,8 @@ def train_rl_command(
             result = train_grpo(cfg, progress)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         _fail(str(exc))
+    if not result["main_process"]:
+        return  # the main process reports
     history = result["history"]
     if history:
         first = sum(h["reward"] for h in history[:10]) / len(history[:10])

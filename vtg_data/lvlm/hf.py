@@ -150,6 +150,9 @@ class HFBackend(InferenceBackend):
         self.decode_backend = decode_backend
         self.frame_cache = frame_cache
         self.decode_timeout = decode_timeout
+        # a model sharded over processes (FSDP) needs every process in each decoding step, until all
+        # have finished; trainers set this
+        self.synced_gpus = False
         video_processor = getattr(self.processor, "video_processor", None)
         if video_processor is None:
             raise ValueError(
@@ -268,7 +271,10 @@ class HFBackend(InferenceBackend):
         }
         if not params.greedy:
             generation.update(temperature=params.temperature, top_p=params.top_p)
-        with torch.inference_mode():
+        if self.synced_gpus:
+            generation["synced_gpus"] = True
+        # FSDP's gathered-parameter buffers outlive this call: inference tensors would break training
+        with torch.no_grad() if self.synced_gpus else torch.inference_mode():
             inner = rope_owner(self.model)
             if inner is not None:
                 inner.rope_deltas = None  # positions of the previous batch must not leak in

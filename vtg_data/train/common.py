@@ -77,30 +77,54 @@ class MetricsLog:
                     self.board.add_scalar(key, value, record["step"])
 
 
-def save_checkpoint(
-    out: Path, step: int, model, processor, optimizer, scheduler, extra: dict | None = None
-) -> Path:
+def save_checkpoint(run: Run, out: Path, step: int, extra: dict | None = None) -> Path:
     """``out/checkpoints/step-N``: model + processor (loadable by ``vtg-data eval --model``),
-    optimizer, scheduler and RNG states, and the step (the data position follows from it)."""
-    folder = out / "checkpoints" / f"step-{step:06d}"
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
-        },
-        tmp / "trainer_state.pt",
+    optimizer, scheduler and RNG states, and the step (the data position follows from it).
+
+    Called on every process: under FSDP the full model and optimizer states are gathered from the
+    shards (collectives), then the main process writes them. The optimizer state is keyed by
+    parameter name, not by shard, so a run resumes on any number of processes.
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
     )
-    write_json_atomic(tmp / "trainer_state.json", {"step": step, **(extra or {})})
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.replace(folder)
+
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on the main process
+    model_state = get_model_state_dict(run.model, options=full)
+    # gathered tensors no longer share storage, so the writer cannot see which are tied: drop the
+    # copies (Qwen2.5-VL-3B's output layer is its 1.2 GB input embedding)
+    for target, source in (getattr(run.bare, "all_tied_weights_keys", None) or {}).items():
+        if target in model_state and source in model_state:
+            del model_state[target]
+    optimizer_state = get_optimizer_state_dict(run.model, _bare_optimizer(run.optimizer), options=full)
+    folder = out / "checkpoints" / f"step-{step:06d}"
+    if run.is_main:
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        run.bare.save_pretrained(tmp, state_dict=model_state)
+        run.backend.processor.save_pretrained(tmp)
+        torch.save(optimizer_state, tmp / "optimizer.pt")
+        torch.save(
+            {
+                "scheduler": run.scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "numpy_rng": np.random.get_state(),
+                "python_rng": random.getstate(),
+            },
+            tmp / "trainer_state.pt",
+        )
+        write_json_atomic(tmp / "trainer_state.json", {"step": step, **(extra or {})})
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.replace(folder)
+    run.accelerator.wait_for_everyone()
     return folder
+
+
+def _bare_optimizer(optimizer):
+    """The torch optimizer inside accelerate's wrapper."""
+    return getattr(optimizer, "optimizer", optimizer)
 
 
 def latest_checkpoint(out: Path) -> Path | None:
@@ -112,9 +136,24 @@ def latest_checkpoint(out: Path) -> Path | None:
     return folders[-1] if folders else None
 
 
-def restore(folder: Path, optimizer, scheduler) -> int:
+def restore(folder: Path, model, optimizer, scheduler) -> int:
+    """The optimizer, schedule and RNG states of a checkpoint, into a prepared model's optimizer.
+
+    With several processes only the main one reads the optimizer file and it is broadcast (one
+    copy in host memory, not one per process); parameters without state (never given a gradient)
+    keep none.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if not (folder / "optimizer.pt").is_file():
+        raise FileNotFoundError(f"{folder}: no optimizer.pt; this checkpoint cannot be resumed from")
+    distributed = dist.is_available() and dist.is_initialized()
+    first = not distributed or dist.get_rank() == 0
+    optimizer_state = torch.load(folder / "optimizer.pt", weights_only=False) if first else {}
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=distributed, strict=False)
+    set_optimizer_state_dict(model, _bare_optimizer(optimizer), optimizer_state, options=options)
     state = torch.load(folder / "trainer_state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
@@ -123,30 +162,40 @@ def restore(folder: Path, optimizer, scheduler) -> int:
 
 
 def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Example], max_tokens: int = 32,
-                      samples: int = 1, temperature: float = 0.0) -> dict[str, float]:  # fmt: skip
-    """Held-out mIoU (and R1@0.5, well-formed rate) through the inference backend, as eval does."""
+                      samples: int = 1, temperature: float = 0.0, accelerator=None) -> dict[str, float]:  # fmt: skip
+    """Held-out mIoU (and R1@0.5, well-formed rate) through the inference backend, as eval does.
+
+    With an ``accelerator`` of several processes, each scores its share of the examples and the
+    sums are reduced (every process gets the result). The shares are padded to the same length so
+    every process runs the same number of generation calls, which sharded (FSDP) models need.
+    """
     backend.model.eval()
     params = GenerationParams(n=samples, temperature=temperature, max_tokens=max_tokens)
-    ious, formed = [], []
-    batch = [(inputs.request(e), inputs.clip(e.video)) for e in examples]
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    mine = examples[rank::world]
+    share = -(-len(examples) // world)
+    padded = mine + examples[: share - len(mine)]  # the padding is scored and thrown away
+    batch = [(inputs.request(e), inputs.clip(e.video)) for e in padded]
     texts = []
     for start in range(0, len(batch), 16):
         chunk, _ = backend.sample(batch[start : start + 16], params)
         texts += chunk
-    for example, outputs in zip(examples, texts, strict=True):
+    iou_sum = hits = formed = count = 0.0
+    for example, outputs in zip(mine, texts[: len(mine)], strict=True):
         for text in outputs:
             parsed = parse_answer(text, example.duration)
-            formed.append(
+            formed += bool(
                 parse_answer(text, mode="strict").ok or parsed.ok and text.strip().startswith("<time>")
             )
-            ious.append(
-                best_match(parsed.windows[0], example.windows)[0] if parsed.ok and parsed.windows else 0.0
-            )
-    return {
-        "mIoU": sum(ious) / len(ious),
-        "R1@0.5": sum(v >= 0.5 for v in ious) / len(ious),
-        "well_formed": sum(formed) / len(formed),
-    }
+            iou = best_match(parsed.windows[0], example.windows)[0] if parsed.ok and parsed.windows else 0.0
+            iou_sum += iou
+            hits += iou >= 0.5
+            count += 1
+    sums = torch.tensor([iou_sum, hits, formed, count], dtype=torch.float64)
+    if world > 1:
+        sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
+    iou_sum, hits, formed, count = sums.tolist()
+    return {"mIoU": iou_sum / count, "R1@0.5": hits / count, "well_formed": formed / count}
 
 
 def load_run_data(cfg) -> tuple[list[Example], list[Example]]:
@@ -160,48 +209,15 @@ def load_run_data(cfg) -> tuple[list[Example], list[Example]]:
     return load(cfg.data), (load(cfg.eval_data) if cfg.eval_data is not None else [])
 
 
-def after_step(cfg, step: int, record: dict, *, log: MetricsLog, history: list, model, backend, inputs, held_out,
-               optimizer, scheduler, progress=None, task=None) -> None:  # fmt: skip
-    """Periodic held-out eval, the metrics line, periodic checkpoint, progress: one step's bookkeeping."""
-    if held_out and cfg.eval_every and step % cfg.eval_every == 0:
-        record |= {
-            f"eval/{k}": v
-            for k, v in evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens).items()
-        }
-    if any(v != v for v in record.values() if isinstance(v, float)):
-        raise FloatingPointError(f"NaN at step {step}: {record}")
-    log.write(record)
-    history.append(record)
-    if cfg.save_every and step % cfg.save_every == 0:
-        save_checkpoint(cfg.out, step, model, backend.processor, optimizer, scheduler)
-    if task is not None:
-        progress.advance(task)
-
-
-def finish(
-    cfg, last: int, *, model, backend, inputs, held_out, optimizer, scheduler, history
-) -> dict[str, Any]:
-    """The final checkpoint, the held-out evaluation and ``summary.json``."""
-    final = (
-        save_checkpoint(cfg.out, last, model, backend.processor, optimizer, scheduler)
-        if cfg.save_final
-        else None
-    )
-    result = {"final_checkpoint": str(final) if final else None, "steps": last, "history": history}
-    if held_out:
-        result["eval"] = evaluate_examples(backend, inputs, held_out, cfg.eval_max_tokens)
-    write_json_atomic(cfg.out / "summary.json", {k: v for k, v in result.items() if k != "history"})
-    return result
-
-
 @dataclass
 class Run:
     """A trainer's state once set up: the model (wrapped for the devices), the backend around the
     bare model (rollouts and held-out eval), optimizer, schedule, data, and where it starts.
 
     With several processes (``accelerate launch`` or ``torchrun``), every process draws the same
-    global batch (a function of seed and step) and trains on its share (``shard``); only the main
-    process writes metrics, checkpoints and the summary.
+    global batch (a function of seed and step) and trains on its share (``shard``); held-out
+    evaluation is shared out the same way; only the main process writes metrics, checkpoints and
+    the summary.
     """
 
     accelerator: Any
@@ -234,6 +250,51 @@ class Run:
         tensor = torch.tensor(float(value), device=self.accelerator.device)
         return float(self.accelerator.reduce(tensor, reduction="mean"))
 
+    def total(self, value: float) -> float:
+        """The sum of a per-process number over all processes."""
+        tensor = torch.tensor(float(value), device=self.accelerator.device)
+        return float(self.accelerator.reduce(tensor, reduction="sum"))
+
+    def largest(self, value: float) -> float:
+        """The largest of a per-process number over all processes."""
+        tensor = torch.tensor([float(value)], device=self.accelerator.device)
+        return float(self.accelerator.gather(tensor).max())
+
+    def token_scale(self, tokens: int) -> float:
+        """The factor turning a per-process sum over tokens into this process's part of the mean
+        over all processes' tokens. Gradients are averaged over processes, hence the process count:
+        several processes then take exactly the step one process would."""
+        return self.accelerator.num_processes / max(self.total(tokens), 1.0)
+
+    def evaluate(self, cfg) -> dict[str, float]:
+        return evaluate_examples(self.backend, self.inputs, self.held_out, cfg.eval_max_tokens,
+                                 accelerator=self.accelerator)  # fmt: skip
+
+
+def is_sharded(model) -> bool:
+    """Whether the parameters are split over the processes (FSDP), so that every forward pass,
+    generation included, is a collective that all processes must run together."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(model, FullyShardedDataParallel) or any(
+        isinstance(p, DTensor) for p in model.parameters()
+    )
+
+
+def check_distribution(accelerator, per_step: int) -> None:
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError(
+            "DeepSpeed is not supported by vtg-data's trainer (its optimizer and checkpoints are its own); "
+            "shard the model with FSDP instead: accelerate launch --config_file scripts/accelerate/fsdp.yaml ..."
+        )
+    if per_step % accelerator.num_processes:
+        raise ValueError(
+            f"{per_step} examples per step do not split over {accelerator.num_processes} processes"
+        )
+
 
 def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool = False) -> Run:
     """Seed, resume point, devices, model (LoRA, frozen tower, checkpointing), data, optimizer and
@@ -245,10 +306,7 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
 
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
-    if per_step % accelerator.num_processes:
-        raise ValueError(
-            f"{per_step} examples per step do not split over {accelerator.num_processes} processes"
-        )
+    check_distribution(accelerator, per_step)
     cfg.out.mkdir(parents=True, exist_ok=True)
     checkpoint = latest_checkpoint(cfg.out) if cfg.resume else None
     source = str(checkpoint) if checkpoint is not None else cfg.model
@@ -257,16 +315,20 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
     reference = copy.deepcopy(backend.model).eval().requires_grad_(False) if with_reference else None
     examples, held_out = load_run_data(cfg)
     inputs = VideoInputs(backend, cfg.policy)
-    parameters = [p for p in backend.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in backend.model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
-    start_step = restore(checkpoint, optimizer, scheduler) if checkpoint is not None else 0
     model, optimizer = accelerator.prepare(backend.model, optimizer)
+    # FSDP replaces the parameters with sharded ones: clip and restore those, not the originals
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    start_step = restore(checkpoint, model, optimizer, scheduler) if checkpoint is not None else 0
     backend.model = accelerator.unwrap_model(model)  # generation and eval run on the bare model
+    backend.synced_gpus = is_sharded(model)  # generation steps in lockstep across processes
     log = None
     if accelerator.is_main_process:
         config = {"stage": stage, "config": jsonable(asdict(cfg)), "started_from": source,
-                  "processes": accelerator.num_processes}  # fmt: skip
+                  "processes": accelerator.num_processes, "sharded": backend.synced_gpus}  # fmt: skip
         write_json_atomic(cfg.out / "config.json", config)
         log = MetricsLog(cfg.out / "metrics.jsonl")
     return Run(accelerator, backend, model, optimizer, scheduler, parameters, examples, held_out, inputs,
@@ -274,18 +336,30 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
 
 
 def end_step(cfg, run: Run, step: int, record: dict, history: list, progress=None, task=None) -> None:
-    """``after_step`` on the main process; the others only keep the history."""
+    """One step's bookkeeping: periodic held-out eval (every process takes part), the metrics line
+    (main process), periodic checkpoint (gathered on every process, written by the main one)."""
+    if run.held_out and cfg.eval_every and step % cfg.eval_every == 0:
+        record |= {f"eval/{k}": v for k, v in run.evaluate(cfg).items()}
+    if any(v != v for v in record.values() if isinstance(v, float)):
+        raise FloatingPointError(f"NaN at step {step}: {record}")
+    history.append(record)
     if run.is_main:
-        after_step(cfg, step, record, log=run.log, history=history, model=run.bare, backend=run.backend,
-                   inputs=run.inputs, held_out=run.held_out, optimizer=run.optimizer, scheduler=run.scheduler,
-                   progress=progress, task=task)  # fmt: skip
-    else:
-        history.append(record)
+        run.log.write(record)
+    if cfg.save_every and step % cfg.save_every == 0:
+        save_checkpoint(run, cfg.out, step)
+    if task is not None:
+        progress.advance(task)
 
 
 def end_run(cfg, run: Run, last: int, history: list) -> dict[str, Any]:
+    """The final checkpoint, the held-out evaluation and ``summary.json``."""
     run.accelerator.wait_for_everyone()
-    if not run.is_main:
-        return {"final_checkpoint": None, "steps": last, "history": history}
-    return finish(cfg, last, model=run.bare, backend=run.backend, inputs=run.inputs, held_out=run.held_out,
-                  optimizer=run.optimizer, scheduler=run.scheduler, history=history)  # fmt: skip
+    final = save_checkpoint(run, cfg.out, last) if cfg.save_final else None
+    result = {"final_checkpoint": str(final) if final and run.is_main else None, "steps": last,
+              "history": history, "main_process": run.is_main}  # fmt: skip
+    if run.held_out:
+        result["eval"] = run.evaluate(cfg)
+    if run.is_main:
+        summary = {k: v for k, v in result.items() if k not in ("history", "main_process")}
+        write_json_atomic(cfg.out / "summary.json", summary)
+    return result

@@ -204,7 +204,8 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
                 ref_logps = _token_logps(run.reference, seq, mask)[0] if run.reference is not None else None
             adv = advantages[rows.start : rows.stop].to(accelerator.device).unsqueeze(1)
             chunks.append((seq, mask, adv, old_logps, ref_logps))
-        tokens = sum(int(mask.sum()) for _, mask, *_ in chunks) or 1  # token-level mean over the whole step
+        # token-level mean over the whole step: all micro-batches, all processes
+        scale = run.token_scale(sum(int(mask.sum()) for _, mask, *_ in chunks))
         model.train()
         for _ in range(cfg.updates_per_step):
             totals = {"loss": 0.0, "kl": 0.0, "entropy": 0.0}
@@ -212,13 +213,13 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
                 logps, entropy, m = _token_logps(model, seq, mask)
                 ratio = torch.exp(logps - old_logps)
                 objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
-                loss = -(objective * m).sum() / tokens
+                loss = -(objective * m).sum() * scale
                 kl = torch.zeros((), device=logps.device)
                 if ref_logps is not None:
                     delta = (ref_logps - logps) * m
-                    kl = ((torch.exp(delta) - delta - 1) * m).sum() / tokens
+                    kl = ((torch.exp(delta) - delta - 1) * m).sum() * scale
                     loss = loss + cfg.beta * kl
-                mean_entropy = entropy.sum() / tokens
+                mean_entropy = entropy.sum() * scale
                 loss = loss - cfg.entropy * mean_entropy
                 accelerator.backward(loss)
                 totals["loss"] += float(loss.detach())
@@ -235,8 +236,8 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
             **{f"reward/{k}": run.mean(statistics.fmean(v)) for k, v in components.items()},
             "frac_reward_zero_std": run.mean(float((std.view(-1) == 0).float().mean())),
             "completion_length": run.mean(statistics.fmean(lengths)),
-            "completion_length_max": max(lengths),
-            "completion_tokens": sum(lengths),
+            "completion_length_max": int(run.largest(max(lengths))),
+            "completion_tokens": int(run.total(sum(lengths))),
             "kl": run.mean(totals["kl"]),
             "entropy": run.mean(totals["entropy"]),
             "loss": run.mean(totals["loss"]),

@@ -131,7 +131,7 @@ def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
         model.train()
         picked = [examples[i] for i in batch_indices(len(examples), cfg.batch_size, step, cfg.seed)]
         rows = [features[ex.uid] for ex in run.shard(picked)]
-        answer_tokens = sum(int((row["labels"][1:] != -100).sum()) for row in rows) or 1
+        scale = run.token_scale(sum(int((row["labels"][1:] != -100).sum()) for row in rows))
         loss = 0.0
         for part in micro_batches(len(rows), cfg.micro_batch):
             batch = {
@@ -140,9 +140,10 @@ def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
             inner = rope_owner(model)
             if inner is not None:
                 inner.rope_deltas = None  # positions of another call must not leak into this forward
-            # the model's loss is the mean over this part's answer tokens: reweight to the batch's mean
+            # the model's loss is the mean over this part's answer tokens: reweight to the mean over the
+            # answer tokens of the whole batch (all micro-batches, all processes)
             part_tokens = int((batch["labels"][:, 1:] != -100).sum())
-            part_loss = model(**batch).loss * (part_tokens / answer_tokens)
+            part_loss = model(**batch).loss * (part_tokens * scale)
             accelerator.backward(part_loss)
             loss += float(part_loss.detach())
         accelerator.clip_grad_norm_(run.parameters, cfg.grad_clip)
