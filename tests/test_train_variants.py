@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -246,10 +247,11 @@ def test_fsdp_shards_trains_like_one_process_and_resumes_on_any_process_count(ro
 
     rl = ["train", "rl", *common_args(root), "--model", str(checkpoint), "--steps", "2", "--prompts-per-step", "2",
           "-k", "2", "--max-tokens", "8", "--save-every", "0", "--reward", "tvg_r1_nothink"]  # fmt: skip
-    grpo = launch(rl, tmp_path / "rl", 2, config="fsdp")
-    assert [r["step"] for r in grpo] == [1, 2] and (
-        tmp_path / "rl/checkpoints/step-000002/model.safetensors"
-    ).is_file()
+    # with a KL reference, sharded like the policy
+    grpo = launch([*rl, "--beta", "0.1", "--entropy", "0.05"], tmp_path / "rl", 2, config="fsdp")
+    assert [r["step"] for r in grpo] == [1, 2]
+    assert (tmp_path / "rl/checkpoints/step-000002/model.safetensors").is_file()
+    assert grpo[0]["kl"] == 0 and grpo[1]["kl"] > 0
 
 
 def test_grpo_with_lora_and_a_kl_reference(root, tmp_path):
@@ -280,3 +282,48 @@ def test_unsupported_distribution_is_refused_before_loading_anything():
     three = SimpleNamespace(distributed_type=DistributedType.MULTI_GPU, num_processes=3)
     with pytest.raises(ValueError, match="16 examples per step do not split over 3 processes"):
         check_distribution(three, 16)
+
+
+def test_master_weights_are_float32_unless_asked_even_from_a_bfloat16_checkpoint(root, tmp_path):
+    from safetensors.torch import load_file
+
+    from vtg_data.lvlm.hf import load_model
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.sft import SFTConfig, train_sft
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    half = tmp_path / "bf16"
+    load_model(init).to(torch.bfloat16).save_pretrained(half)
+    for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json", "chat_template.jinja"):
+        if (init / name).is_file():
+            shutil.copy(init / name, half / name)
+    assert {t.dtype for t in load_file(half / "model.safetensors").values()} == {torch.bfloat16}
+    cfg = SFTConfig(model=str(half), data=data(root), out=tmp_path / "f32", prompt="compact", policy=POLICY, steps=1,
+                    batch_size=2, warmup=0, save_every=0)  # fmt: skip
+    trained = load_file(Path(train_sft(cfg)["final_checkpoint"]) / "model.safetensors")
+    assert {t.dtype for t in trained.values()} == {torch.float32}
+    cfg = SFTConfig(**{**cfg.__dict__, "out": tmp_path / "b16", "param_dtype": "bfloat16"})
+    trained = load_file(Path(train_sft(cfg)["final_checkpoint"]) / "model.safetensors")
+    assert {t.dtype for t in trained.values()} == {torch.bfloat16}
+    with pytest.raises(ValueError, match="param_dtype must be one of"):
+        SFTConfig(**{**cfg.__dict__, "param_dtype": "float16"})
+
+
+def test_a_resumed_grpo_run_keeps_its_starting_model_as_the_kl_reference(root, tmp_path):
+    """The KL reference is the policy the run started from, also after a resume (the checkpoint
+    resumed from is a later policy): the resumed steps' KL equals the uninterrupted run's."""
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.grpo import GRPOConfig, train_grpo
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    cfg = GRPOConfig(model=str(init), data=data(root), out=tmp_path / "whole", prompt="compact", reward="tvg_r1_nothink",
+                     policy=POLICY, steps=4, prompts_per_step=2, k=4, max_tokens=10, lr=2e-2, beta=0.1, entropy=0.05,
+                     save_every=2)  # fmt: skip
+    whole = train_grpo(cfg)["history"]
+    assert whole[2]["kl"] > 0
+    train_grpo(GRPOConfig(**{**cfg.__dict__, "out": tmp_path / "resumed", "stop_after": 2}))
+    resumed = train_grpo(GRPOConfig(**{**cfg.__dict__, "out": tmp_path / "resumed", "resume": True}))[
+        "history"
+    ]
+    assert [r["step"] for r in resumed] == [3, 4]
+    assert [r["kl"] for r in resumed] == pytest.approx([r["kl"] for r in whole[2:]], rel=1e-4, abs=1e-7)

@@ -296,6 +296,30 @@ def check_distribution(accelerator, per_step: int) -> None:
         )
 
 
+def starting_model(cfg, backend, resumed: bool):
+    """A frozen copy of the policy the run started from (the KL reference), or None with LoRA: the
+    adapter's base is the starting policy, so the reference is the model with its adapter disabled
+    and costs no memory. A resumed run reloads ``cfg.model``: the checkpoint is a later policy."""
+    if cfg.lora_rank:
+        return None
+    if not resumed:
+        return copy.deepcopy(backend.model).eval().requires_grad_(False)
+    from vtg_data.lvlm.hf import load_model
+
+    model = load_model(cfg.model, dtype=getattr(torch, cfg.param_dtype))
+    return model.to(backend.model.device).eval().requires_grad_(False)
+
+
+def prepare_reference(accelerator, reference):
+    """The frozen reference on the devices: sharded like the policy under FSDP2 (a full copy per
+    GPU would cost as much as the policy), otherwise placed without a gradient wrapper."""
+    if getattr(accelerator, "is_fsdp2", False):
+        from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+        return fsdp2_prepare_model(accelerator, reference)
+    return accelerator.prepare_model(reference, evaluation_mode=True)
+
+
 def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool = False) -> Run:
     """Seed, resume point, devices, model (LoRA, frozen tower, checkpointing), data, optimizer and
     schedule (restored on resume), config.json: what both trainers do before their first step."""
@@ -312,7 +336,7 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
     source = str(checkpoint) if checkpoint is not None else cfg.model
     backend = backend if backend is not None and checkpoint is None else build_backend(source, cfg)
     prepare_model(backend, cfg)
-    reference = copy.deepcopy(backend.model).eval().requires_grad_(False) if with_reference else None
+    reference = starting_model(cfg, backend, resumed=checkpoint is not None) if with_reference else None
     examples, held_out = load_run_data(cfg)
     inputs = VideoInputs(backend, cfg.policy)
     optimizer = torch.optim.AdamW(
@@ -320,6 +344,8 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup, cfg.steps, cfg.lr_floor))
     model, optimizer = accelerator.prepare(backend.model, optimizer)
+    if reference is not None:
+        reference = prepare_reference(accelerator, reference)
     # FSDP replaces the parameters with sharded ones: clip and restore those, not the originals
     parameters = [p for p in model.parameters() if p.requires_grad]
     start_step = restore(checkpoint, model, optimizer, scheduler) if checkpoint is not None else 0

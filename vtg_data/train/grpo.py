@@ -24,7 +24,7 @@ import torch
 
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
-from vtg_data.train.sft import TrainData, batch_key
+from vtg_data.train.sft import TrainData, batch_key, check_param_dtype
 from vtg_data.video import SamplingPolicy
 
 
@@ -70,6 +70,7 @@ class GRPOConfig:
             raise ValueError(f"reward must be one of {sorted(PRESETS)}")
         if self.k < 2:
             raise ValueError("GRPO needs k >= 2 rollouts per prompt")
+        check_param_dtype(self.param_dtype)
 
 
 PRESET_CONFIGS = {
@@ -144,6 +145,15 @@ def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return logps * m, entropy * m, m
 
 
+def _reference_logps(run, batch: dict, mask: torch.Tensor) -> torch.Tensor:
+    """Completion log-probabilities under the starting policy: the frozen copy, or with LoRA the
+    model with its adapter disabled."""
+    if run.reference is not None:
+        return _token_logps(run.reference, batch, mask)[0]
+    with run.bare.disable_adapter():
+        return _token_logps(run.model, batch, mask)[0]
+
+
 def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
     from vtg_data.train.common import batch_indices, end_run, end_step, micro_batches, start_run
@@ -201,7 +211,7 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
             mask = mask.to(accelerator.device)
             with torch.no_grad():
                 old_logps = _token_logps(model, seq, mask)[0]
-                ref_logps = _token_logps(run.reference, seq, mask)[0] if run.reference is not None else None
+                ref_logps = _reference_logps(run, seq, mask) if cfg.beta > 0 else None
             adv = advantages[rows.start : rows.stop].to(accelerator.device).unsqueeze(1)
             chunks.append((seq, mask, adv, old_logps, ref_logps))
         # token-level mean over the whole step: all micro-batches, all processes

@@ -61,6 +61,7 @@ class SFTConfig:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("steps, batch_size and lr must be positive")
+        check_param_dtype(self.param_dtype)
 
 
 def build_backend(source: str, cfg):
@@ -83,9 +84,25 @@ LORA_TARGETS = [
 ]  # the language model's attention; the vision tower has qkv/proj
 
 
+PARAM_DTYPES = ("float32", "bfloat16")
+
+
+def check_param_dtype(name: str) -> None:
+    if name not in PARAM_DTYPES:
+        raise ValueError(f"param_dtype must be one of {PARAM_DTYPES}, not {name!r}")
+
+
 def prepare_model(backend, cfg) -> None:
-    """Freeze the vision tower, enable gradient checkpointing, wrap in LoRA, as configured."""
-    model = backend.model
+    """Master weights in ``param_dtype``, frozen vision tower, gradient checkpointing, LoRA, as
+    configured.
+
+    Published checkpoints are often bfloat16; trained in bfloat16 weights, updates of lr ~1e-6
+    round away, so the weights are float32 unless asked otherwise (the compute on GPU is bf16
+    autocast either way).
+    """
+    import torch
+
+    model = backend.model.to(getattr(torch, cfg.param_dtype))
     if cfg.freeze_vision:
         visual = getattr(getattr(model, "model", model), "visual", None)
         if visual is not None:
