@@ -767,6 +767,15 @@ def train_rl_command(
         0, "--micro-batch", help="Sequences per forward/backward; 0: all k x prompts."
     ),
     param_dtype: str = _PARAM_DTYPE,
+    rollouts: str = typer.Option(
+        "hf",
+        "--rollouts",
+        help="hf: the policy samples itself; vllm: an in-process vLLM engine synced every step.",
+    ),
+    vllm_gpu_memory: float = typer.Option(
+        0.3, "--vllm-gpu-memory", help="The vLLM engine's share of the GPU."
+    ),
+    vllm_max_model_len: int | None = typer.Option(None, "--vllm-max-model-len"),
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(50, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),
@@ -787,6 +796,7 @@ def train_rl_command(
             beta=beta, entropy=entropy, scale_by_std=not no_std, seed=seed, eval_every=eval_every, save_every=save_every,
             resume=resume, stop_after=stop_after, freeze_vision=freeze_vision, lora_rank=lora_rank,
             gradient_checkpointing=gradient_checkpointing, micro_batch=micro_batch, param_dtype=param_dtype,
+            rollouts=rollouts, vllm_gpu_memory=vllm_gpu_memory, vllm_max_model_len=vllm_max_model_len,
             policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
         )  # fmt: skip
         if preset:

@@ -77,6 +77,16 @@ def load_model(path: str | Path, *, trainable_adapter: bool = False, **load):
     return adapted if trainable_adapter else adapted.merge_and_unload()
 
 
+def decoded_frame_kwargs(processor) -> dict:
+    """Processor options for frames decoded by this toolkit: already sampled, already resized to
+    the patch grid (and so nothing to cap), so the processor must take them as they are."""
+    kwargs = {"do_sample_frames": False, "do_resize": False}
+    valid = getattr(processor.video_processor, "valid_kwargs", None)
+    if valid is not None and "cap_pixels_per_frame" in getattr(valid, "__annotations__", {}):
+        kwargs["cap_pixels_per_frame"] = False
+    return kwargs
+
+
 def rope_owner(model):
     """The module that caches ``rope_deltas`` (Qwen-VL's position offset after the video), found
     through any wrapper (peft, accelerate, DDP), or None for models without one."""
@@ -211,12 +221,8 @@ class HFBackend(InferenceBackend):
             kwargs = {
                 "videos": [clip.frames for clip in clips],
                 "video_metadata": [self.metadata(clip) for clip in clips],
-                "do_sample_frames": False,
-                "do_resize": False,  # frames are already on the patch grid, resized in the decoder
+                **decoded_frame_kwargs(self.processor),
             }
-            valid = getattr(self.processor.video_processor, "valid_kwargs", None)
-            if valid is not None and "cap_pixels_per_frame" in getattr(valid, "__annotations__", {}):
-                kwargs["cap_pixels_per_frame"] = False  # nothing to cap: the decoder already sized the frames
         inputs = self.processor(text=texts, return_tensors="pt", padding=True, **kwargs)
         return inputs.to(self.device)
 

@@ -20,7 +20,31 @@ from vtg_data.lvlm.base import (
     video_summary,
 )
 from vtg_data.lvlm.grouping import batches_by_video
+from vtg_data.lvlm.hf import decoded_frame_kwargs
 from vtg_data.video import FrameCache
+
+
+def vllm_request(processor, request: Request, clip) -> dict:
+    """A vLLM prompt: the chat text and, with a video, the decoded frames and their timing.
+
+    vLLM runs the model's own processor on them; ``do_sample_frames``/``do_resize`` off make it
+    take the frames as decoded (already on the patch grid) and the metadata as the true timing.
+    """
+    text = processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+    prompt: dict = {"prompt": text}
+    if clip is not None:
+        plan = clip.plan
+        metadata = {
+            "fps": plan.native_fps,
+            "duration": plan.duration,
+            "total_num_frames": plan.native_frames,
+            "frames_indices": list(plan.indices),
+            "video_backend": clip.backend,
+            "do_sample_frames": False,
+        }
+        prompt["multi_modal_data"] = {"video": (clip.frames, metadata)}
+        prompt["mm_processor_kwargs"] = decoded_frame_kwargs(processor)
+    return prompt
 
 
 class VLLMBackend(InferenceBackend):
@@ -94,29 +118,12 @@ class VLLMBackend(InferenceBackend):
             else:
                 yield from self._run(item, sampling, on_response)
 
-    def _prompt(self, request: Request, clip) -> dict:
-        text = self.processor.apply_chat_template(
-            request.messages, add_generation_prompt=True, tokenize=False
-        )
-        prompt: dict = {"prompt": text}
-        if clip is not None:
-            plan = clip.plan
-            metadata = {
-                "fps": plan.native_fps,
-                "duration": plan.duration,
-                "total_num_frames": plan.native_frames,
-                "frames_indices": list(plan.indices),
-                "video_backend": clip.backend,
-                "do_sample_frames": False,
-            }
-            prompt["multi_modal_data"] = {"video": (clip.frames, metadata)}
-            prompt["mm_processor_kwargs"] = {"do_sample_frames": False, "do_resize": False}
-        return prompt
-
     def _run(self, chunk, sampling, on_response) -> Iterator[Response]:
         start = time.perf_counter()
         try:
-            outputs = self.llm.generate([self._prompt(request, clip) for request, clip in chunk], sampling)
+            outputs = self.llm.generate(
+                [vllm_request(self.processor, request, clip) for request, clip in chunk], sampling
+            )
         except Exception as exc:  # an engine error fails this chunk, not the run
             for request, _ in chunk:
                 yield self._emit(

@@ -14,6 +14,7 @@ temperature 1.0, entropy 1e-3).
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass, field, replace
@@ -52,6 +53,9 @@ class GRPOConfig:
     entropy: float = 0.0
     scale_by_std: bool = True
     updates_per_step: int = 1
+    rollouts: str = "hf"  # hf: the policy samples itself; vllm: an in-process vLLM engine, synced every step
+    vllm_gpu_memory: float = 0.3  # the engine's share of the GPU memory (the trainer needs the rest)
+    vllm_max_model_len: int | None = None
     micro_batch: int = 0  # sequences per forward/backward (gradients accumulated); 0: all k x prompts at once
     seed: int = 0
     freeze_vision: bool = False
@@ -71,6 +75,8 @@ class GRPOConfig:
         if self.k < 2:
             raise ValueError("GRPO needs k >= 2 rollouts per prompt")
         check_param_dtype(self.param_dtype)
+        if self.rollouts not in ("hf", "vllm"):
+            raise ValueError(f"rollouts must be 'hf' or 'vllm', not {self.rollouts!r}")
 
 
 PRESET_CONFIGS = {
@@ -85,16 +91,6 @@ def with_preset(cfg: GRPOConfig, preset: str) -> GRPOConfig:
     if preset not in PRESET_CONFIGS:
         raise ValueError(f"unknown preset {preset!r}; presets: {sorted(PRESET_CONFIGS)}")
     return replace(cfg, **PRESET_CONFIGS[preset])
-
-
-def _completions(ids: torch.Tensor, eos: int, pad: int) -> list[torch.Tensor]:
-    """Generated rows -> the tokens up to and including the first end of turn."""
-    rows = []
-    for row in ids:
-        stop = (row == eos).nonzero()
-        end = int(stop[0]) + 1 if len(stop) else int((row != pad).sum())
-        rows.append(row[:end])
-    return rows
 
 
 def _sequence_batch(
@@ -154,11 +150,32 @@ def _reference_logps(run, batch: dict, mask: torch.Tensor) -> torch.Tensor:
         return _token_logps(run.model, batch, mask)[0]
 
 
-def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
-    """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
+def make_rollouts(cfg: GRPOConfig, run):
+    """The rollout engine of a run (``cfg.rollouts``)."""
+    from vtg_data.train.rollouts import PolicyRollouts, VLLMRollouts
+
+    if cfg.rollouts == "hf":
+        return PolicyRollouts(run.backend)
+    if run.accelerator.num_processes > 1:
+        raise ValueError(
+            "--rollouts vllm runs one engine beside one trainer process; with several processes use --rollouts hf"
+        )
+    from vtg_data.lvlm.hf import is_adapter_folder
+
+    source = run.source
+    if is_adapter_folder(source):  # the engine loads the base; the first sync brings the adapted weights
+        source = json.loads((Path(source) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return VLLMRollouts(source, run.backend.processor, run.backend.suppress_tokens,
+                        gpu_memory_utilization=cfg.vllm_gpu_memory, max_model_len=cfg.vllm_max_model_len)  # fmt: skip
+
+
+def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> dict[str, Any]:
+    """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is
+    loaded; ``rollouts`` passes a rollout engine already built (else ``cfg.rollouts`` names one)."""
     from vtg_data.train.common import batch_indices, end_run, end_step, micro_batches, start_run
 
     run = start_run(cfg, "train rl", cfg.prompts_per_step, backend, with_reference=cfg.beta > 0)
+    engine = rollouts if rollouts is not None else make_rollouts(cfg, run)
     model, accelerator, backend, inputs, optimizer = (
         run.model,
         run.accelerator,
@@ -167,7 +184,7 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
         run.optimizer,
     )
     tokenizer = backend.processor.tokenizer
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    pad = tokenizer.pad_token_id
     params = GenerationParams(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
     task = (
@@ -184,8 +201,11 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
         batch = [(inputs.request(ex), inputs.clip(ex.video)) for ex in picked]
         model.eval()
         params_step = replace(params, seed=cfg.seed * 100_003 + step)  # the prompts' uids vary it per process
-        generated, _ = backend.generate_ids(batch, params_step)
-        completions = _completions(generated.cpu(), eos, pad)
+        prompts = [inputs.prompt(ex) for ex in picked]
+        syncing = time.perf_counter()
+        engine.sync(run.bare)
+        synced = time.perf_counter()
+        completions = engine.sample(batch, params_step, prompts)
         texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
         rewards, components = [], {}
         for i, text in enumerate(texts):
@@ -202,7 +222,7 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
         mean, std = grouped.mean(1, keepdim=True), grouped.std(1, unbiased=False, keepdim=True)
         advantages = (grouped - mean) / (std + 1e-4) if cfg.scale_by_std else grouped - mean
         advantages = advantages.view(-1)
-        prompts = [inputs.prompt(ex) for ex in picked for _ in range(cfg.k)]
+        prompts = [prompt for prompt in prompts for _ in range(cfg.k)]
         rolled_out = time.perf_counter()
         chunks = []  # (batch, mask, advantages, old log-probs, reference log-probs) per micro-batch
         for rows in micro_batches(len(completions), cfg.micro_batch):
@@ -253,7 +273,8 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None) -> dict[str, Any]:
             "loss": run.mean(totals["loss"]),
             "lr": run.scheduler.get_last_lr()[0],
             "batch": batch_key([ex.uid for ex in everyone]),
-            "rollout_seconds": round(rolled_out - step_began, 3),
+            "rollout_seconds": round(rolled_out - step_began, 3),  # the weight sync included
+            "sync_seconds": round(synced - syncing, 3),
             "update_seconds": round(time.perf_counter() - rolled_out, 3),
             "seconds": round(time.perf_counter() - began, 3),
         }
