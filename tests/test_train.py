@@ -9,13 +9,13 @@ import sys
 import time
 
 import pytest
+from events import event_corpus
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 # Real training runs: about 2 min for the shared SFT fixture on 2 idle cores; room for a busy machine.
 pytestmark = pytest.mark.timeout(1500)
 
-from vtg_data.corpora.synthetic import SyntheticConfig  # noqa: E402
 from vtg_data.grounding.baselines import mean_relative_window  # noqa: E402
 from vtg_data.video import SamplingPolicy  # noqa: E402
 
@@ -25,12 +25,9 @@ POLICY = SamplingPolicy(fps=2.0, min_frames=4, max_frames=64, min_pixels=56 * 56
 @pytest.fixture(scope="session")
 def event_root(tmp_path_factory):
     """200 single-event videos (150 train, 50 held out), 112x112 at 10 fps, 8-20 s."""
-    from vtg_data.stages.download import DownloadConfig, download
-
-    root = tmp_path_factory.mktemp("events")
-    download(DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=200, seed=0, min_duration=8, max_duration=20,
-                                                                         width=112, height=112, layout="single_event")))  # fmt: skip
-    return root
+    return event_corpus(
+        tmp_path_factory.mktemp("events"), n_videos=200, seed=0, min_duration=8, max_duration=20
+    )
 
 
 def data(root, split):

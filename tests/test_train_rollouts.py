@@ -6,6 +6,7 @@ import importlib.util
 import json
 
 import pytest
+from events import event_corpus
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -13,7 +14,6 @@ pytestmark = pytest.mark.timeout(900)
 
 from vllm_standin import StandInEngine, sampling_params  # noqa: E402
 
-from vtg_data.corpora.synthetic import SyntheticConfig  # noqa: E402
 from vtg_data.video import SamplingPolicy  # noqa: E402
 
 POLICY = SamplingPolicy(fps=2.0, min_frames=4, max_frames=32, min_pixels=56 * 56, max_pixels=56 * 56)
@@ -22,12 +22,9 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    from vtg_data.stages.download import DownloadConfig, download
-
-    root = tmp_path_factory.mktemp("rollouts")
-    download(DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=12, seed=5, min_duration=8, max_duration=12,
-                                                                         width=112, height=112, layout="single_event")))  # fmt: skip
-    return root
+    return event_corpus(
+        tmp_path_factory.mktemp("rollouts"), n_videos=12, seed=5, min_duration=8, max_duration=12
+    )
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from events import event_corpus
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -12,7 +13,6 @@ pytestmark = pytest.mark.timeout(900)
 
 from launchers import launch  # noqa: E402
 
-from vtg_data.corpora.synthetic import SyntheticConfig  # noqa: E402
 from vtg_data.video import SamplingPolicy  # noqa: E402
 
 POLICY = SamplingPolicy(fps=2.0, min_frames=4, max_frames=32, min_pixels=56 * 56, max_pixels=56 * 56)
@@ -20,12 +20,9 @@ POLICY = SamplingPolicy(fps=2.0, min_frames=4, max_frames=32, min_pixels=56 * 56
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    from vtg_data.stages.download import DownloadConfig, download
-
-    root = tmp_path_factory.mktemp("variants")
-    download(DownloadConfig("synthetic", root, synthetic=SyntheticConfig(n_videos=24, seed=3, min_duration=8, max_duration=12,
-                                                                         width=112, height=112, layout="single_event")))  # fmt: skip
-    return root
+    return event_corpus(
+        tmp_path_factory.mktemp("variants"), n_videos=24, seed=3, min_duration=8, max_duration=12
+    )
 
 
 def data(root, split="train", limit=None):
