@@ -13,7 +13,7 @@ repeated k times before the prefill) for a ratio against the trainer's shared-pr
 Needs the project's video and vlm extras and ffmpeg. Exits cleanly without CUDA (``--size tiny``
 runs the same path on CPU as a smoke test).
 
-    python benchmarks/gpu_grpo.py [--steps 4 --prompts 2 --k 8 --tokens 256 --micro-batch 4]
+    python benchmarks/gpu_grpo.py [--steps 4 --prompts 2 --k 8 --tokens 256 --micro-batch 4] [--rollouts vllm]
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def main() -> int:
     parser.add_argument("--side", type=int, default=224, help="frame width and height in pixels")
     parser.add_argument("--micro-batch", type=int, default=4, help="sequences per forward/backward")
     parser.add_argument("--param-dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    parser.add_argument("--rollouts", default="hf", choices=["hf", "vllm"],
+                        help="vllm: the in-process engine synced every step (needs vLLM installed)")  # fmt: skip
+    parser.add_argument("--vllm-gpu-memory", type=float, default=0.3)
     args = parser.parse_args()
 
     import torch
@@ -53,8 +56,13 @@ def main() -> int:
         m for m in ("polars", "decord", "transformers", "datasets") if importlib.util.find_spec(m) is None
     ]
     missing += [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if args.rollouts == "vllm" and importlib.util.find_spec("vllm") is None:
+        missing.append("vllm")
     if missing:
-        print(f"cannot run: missing {', '.join(missing)} (pip install -e '.[video,vlm,hub]' and ffmpeg)")
+        hint = "pip install -e '.[video,vlm,hub]' and ffmpeg" + (
+            ", vLLM beside them" if "vllm" in missing else ""
+        )
+        print(f"cannot run: missing {', '.join(missing)} ({hint})")
         return 2
     from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -95,9 +103,14 @@ def main() -> int:
         fps=2.0, min_frames=4, max_frames=args.frames, min_pixels=pixels, max_pixels=pixels
     )
     data = TrainData(str(work / "normalized/synthetic/train.parquet"), work / "videos")
-    cfg = GRPOConfig(model=backend.identity.model, data=data, out=work / "run", prompt="tvg_r1_think", policy=policy,
+    source = backend.identity.model
+    if args.rollouts == "vllm":  # the engine loads a folder; each step's sync then brings the policy
+        source = str(work / "model")
+        model.save_pretrained(source)
+        backend.processor.save_pretrained(source)
+    cfg = GRPOConfig(model=source, data=data, rollouts=args.rollouts, vllm_gpu_memory=args.vllm_gpu_memory, out=work / "run", prompt="tvg_r1_think", policy=policy,
                      steps=args.steps, prompts_per_step=args.prompts, k=args.k, max_tokens=args.tokens, lr=1e-6,
-                     micro_batch=args.micro_batch, gradient_checkpointing=cuda, param_dtype=args.param_dtype,
+                     micro_batch=args.micro_batch, gradient_checkpointing=cuda, param_dtype=args.param_dtype if cuda else "float32",
                      save_every=0, save_final=False)  # fmt: skip
     history = train_grpo(cfg, backend=backend)["history"]
     measured = history[1:] or history
@@ -106,11 +119,12 @@ def main() -> int:
     tokens = statistics.fmean(h["completion_tokens"] for h in measured)
     rollouts = args.prompts * args.k
     print(f"GRPO step ({args.prompts} prompts x {args.k} rollouts x {args.tokens} tokens, micro-batch "
-          f"{args.micro_batch}), mean of steps 2-{len(history)}:")  # fmt: skip
+          f"{args.micro_batch}, rollouts from {args.rollouts}), mean of steps 2-{len(history)}:")  # fmt: skip
     print(f"  step {rollout + update:7.2f} s = rollouts {rollout:7.2f} s + update {update:7.2f} s "
           f"({rollout / (rollout + update):.0%} generating)")  # fmt: skip
     print(f"  rollouts: {rollouts / rollout:6.2f} rollouts/s, {tokens / rollout:8.0f} tokens/s")
     print(f"  update:   {tokens / update:8.0f} completion tokens/s through forward + backward")
+    print(f"  weight sync: {statistics.fmean(h['sync_seconds'] for h in measured):.2f} s per step")
     if cuda:
         print(f"  peak GPU memory: {max(h['gpu_peak_gib'] for h in history):.1f} GiB")
 
