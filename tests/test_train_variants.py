@@ -266,6 +266,26 @@ def test_grpo_with_lora_and_a_kl_reference(root, tmp_path):
     assert result["history"][0]["kl"] == 0 and result["history"][-1]["kl"] > 0
 
 
+def test_fsdp_with_lora_checkpoints_adapters_and_resumes_like_one_process(root, tmp_path):
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    from vtg_data.lvlm.tiny import make_tiny_model
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    sft = ["train", "sft", *common_args(root), "--model", str(init), "--steps", "4", "--batch-size", "4",
+           "--save-every", "2", "--warmup", "0", "--lr", "5e-3", "--lora-rank", "4"]  # fmt: skip
+    whole = launch(sft, tmp_path / "whole", 1)
+    launch([*sft, "--stop-after", "2"], tmp_path / "sharded", 2, config="fsdp")
+    resumed = launch([*sft, "--resume"], tmp_path / "sharded", 2, config="fsdp")
+    assert [r["loss"] for r in resumed] == pytest.approx([r["loss"] for r in whole], rel=1e-5)
+    adapter = "checkpoints/step-000004/adapter_model.safetensors"
+    sharded, single = load_file(tmp_path / "sharded" / adapter), load_file(tmp_path / "whole" / adapter)
+    assert set(sharded) == set(single) and all(
+        torch.allclose(sharded[k], single[k], atol=1e-6) for k in single
+    )
+
+
 def test_unsupported_distribution_is_refused_before_loading_anything():
     from types import SimpleNamespace
 
