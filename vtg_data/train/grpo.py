@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,29 +25,24 @@ import torch
 
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
-from vtg_data.train.sft import TrainData, batch_key, check_param_dtype
+from vtg_data.train.sft import TrainData, TrainerOptions, batch_key
 from vtg_data.video import SamplingPolicy
 
 
 @dataclass(frozen=True)
-class GRPOConfig:
+class GRPOConfig(TrainerOptions):
     model: str
     data: TrainData
     out: Path
-    eval_data: TrainData | None = None
-    prompt: str = "tvg_r1_think"
     reward: str = "tvg_r1"
-    policy: SamplingPolicy = field(default_factory=SamplingPolicy)
     steps: int = 100
     prompts_per_step: int = 8
     k: int = 8
     temperature: float = 1.0
     max_tokens: int = 64
     lr: float = 2e-4
-    weight_decay: float = 0.0
     warmup: int = 0
     lr_floor: float = 1.0
-    grad_clip: float = 1.0
     clip: float = 0.2
     beta: float = 0.0  # KL coefficient to the frozen starting model
     entropy: float = 0.0
@@ -56,25 +51,14 @@ class GRPOConfig:
     rollouts: str = "hf"  # hf: the policy samples itself; vllm: an in-process vLLM engine, synced every step
     vllm_gpu_memory: float = 0.3  # the engine's share of the GPU memory (the trainer needs the rest)
     vllm_max_model_len: int | None = None
-    micro_batch: int = 0  # sequences per forward/backward (gradients accumulated); 0: all k x prompts at once
-    seed: int = 0
-    freeze_vision: bool = False
-    lora_rank: int = 0
-    gradient_checkpointing: bool = False
-    param_dtype: str = "float32"  # master weights; on GPU the compute is bf16 autocast either way
-    eval_every: int = 0
     save_every: int = 50
-    save_final: bool = True
-    eval_max_tokens: int = 32
-    resume: bool = False
-    stop_after: int | None = None
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.reward not in PRESETS:
             raise ValueError(f"reward must be one of {sorted(PRESETS)}")
         if self.k < 2:
             raise ValueError("GRPO needs k >= 2 rollouts per prompt")
-        check_param_dtype(self.param_dtype)
         if self.rollouts not in ("hf", "vllm"):
             raise ValueError(f"rollouts must be 'hf' or 'vllm', not {self.rollouts!r}")
 

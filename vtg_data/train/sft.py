@@ -30,38 +30,56 @@ class TrainData:
     limit: int | None = None
 
 
-@dataclass(frozen=True)
-class SFTConfig:
-    model: str
-    data: TrainData
-    out: Path
+PARAM_DTYPES = ("float32", "bfloat16")
+
+
+def check_param_dtype(name: str) -> None:
+    if name not in PARAM_DTYPES:
+        raise ValueError(f"param_dtype must be one of {PARAM_DTYPES}, not {name!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerOptions:
+    """What both trainers take besides their model, data and schedule: the prompt and video
+    sampling (the evaluation's), how the model is trained, when to evaluate and save."""
+
     eval_data: TrainData | None = None
     prompt: str = "tvg_r1_think"
     policy: SamplingPolicy = field(default_factory=SamplingPolicy)
-    steps: int = 600
-    batch_size: int = 16
-    lr: float = 1e-3
     weight_decay: float = 0.0
-    warmup: int = 20
-    lr_floor: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
     freeze_vision: bool = False
     lora_rank: int = 0
     gradient_checkpointing: bool = False
-    micro_batch: int = 0  # examples per forward/backward (gradients accumulated); 0: the whole batch
+    micro_batch: int = 0  # items per forward/backward (gradients accumulated); 0: the whole step at once
     param_dtype: str = "float32"  # master weights; on GPU the compute is bf16 autocast either way
     eval_every: int = 0
-    save_every: int = 100
     save_final: bool = True
     eval_max_tokens: int = 32
     resume: bool = False
     stop_after: int | None = None  # stop early at this step (the schedule still spans ``steps``)
 
     def __post_init__(self) -> None:
+        check_param_dtype(self.param_dtype)
+
+
+@dataclass(frozen=True)
+class SFTConfig(TrainerOptions):
+    model: str
+    data: TrainData
+    out: Path
+    steps: int = 600
+    batch_size: int = 16
+    lr: float = 1e-3
+    warmup: int = 20
+    lr_floor: float = 0.1
+    save_every: int = 100
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("steps, batch_size and lr must be positive")
-        check_param_dtype(self.param_dtype)
 
 
 def build_backend(source: str, cfg):
@@ -82,14 +100,6 @@ LORA_TARGETS = [
     "v_proj",
     "o_proj",
 ]  # the language model's attention; the vision tower has qkv/proj
-
-
-PARAM_DTYPES = ("float32", "bfloat16")
-
-
-def check_param_dtype(name: str) -> None:
-    if name not in PARAM_DTYPES:
-        raise ValueError(f"param_dtype must be one of {PARAM_DTYPES}, not {name!r}")
 
 
 def prepare_model(backend, cfg) -> None:
