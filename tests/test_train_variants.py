@@ -175,6 +175,47 @@ def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, tmp
     assert torch.allclose(logps[m], expected[mask[:, 1:]], atol=1e-5)
 
 
+def test_one_update_per_step_takes_its_old_log_probs_from_the_update_itself(root, tmp_path):
+    """With one update per step the sampling policy is the updated one: the update's own log-probs
+    (train mode, detached) equal a separate no-grad pass (eval mode), so the gradient is the same
+    without that pass. Several updates per step keep the separate pass and move the ratio."""
+    from vtg_data.lvlm.hf import HFBackend
+    from vtg_data.lvlm.tiny import make_tiny_model
+    from vtg_data.train.data import VideoInputs, load_examples
+    from vtg_data.train.grpo import GRPOConfig, _sequence_batch, _token_logps, clipped_objective, train_grpo
+
+    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    backend = HFBackend(init)
+    inputs = VideoInputs(backend, POLICY)
+    examples = load_examples(data(root).path, video_root=root / "videos", prompt="compact", limit=2)
+    eos = backend.processor.tokenizer.eos_token_id
+    completions = [torch.tensor([11, 12, 13, eos]), torch.tensor([21, 22, eos])]
+    batch, mask = _sequence_batch(
+        [inputs.prompt(e) for e in examples], completions, backend.processor.tokenizer.pad_token_id
+    )
+    advantages = torch.tensor([[1.0], [-1.0]])
+    model = backend.model
+    gradients = []
+    for separate in (True, False):
+        model.eval()
+        with torch.no_grad():
+            old = _token_logps(model, batch, mask)[0]
+        model.train()
+        model.zero_grad()
+        logps, _, m = _token_logps(model, batch, mask)
+        assert torch.allclose(old, logps.detach(), atol=1e-6)
+        reference = old if separate else logps.detach()
+        (-(clipped_objective(logps, reference, advantages, 0.2) * m).sum()).backward()
+        gradients.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(gradients[0], gradients[1], atol=1e-6)
+
+    cfg = GRPOConfig(model=str(init), data=data(root), out=tmp_path / "rl", prompt="compact", reward="tvg_r1_nothink",
+                     policy=POLICY, steps=1, prompts_per_step=2, k=4, max_tokens=10, lr=5e-2, entropy=0.05,
+                     updates_per_step=3, save_every=0)  # fmt: skip
+    (record,) = train_grpo(cfg)["history"]
+    assert record["loss"] == record["loss"] and record["update_seconds"] > 0
+
+
 def common_args(root) -> list[str]:
     return ["--data", str(root / "normalized/synthetic/train.parquet"), "--video-root", str(root / "videos"),
             "--prompt", "compact", "--min-pixels", str(56 * 56), "--max-pixels", str(56 * 56), "--max-frames", "32",

@@ -125,6 +125,12 @@ def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return logps * m, entropy * m, m
 
 
+def clipped_objective(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, clip: float):
+    """PPO's clipped surrogate per token: min(r A, clip(r, 1 - c, 1 + c) A), r = p / p_old."""
+    ratio = torch.exp(logps - old_logps)
+    return torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - clip, 1 + clip) * advantages)
+
+
 def _reference_logps(run, batch: dict, mask: torch.Tensor) -> torch.Tensor:
     """Completion log-probabilities under the starting policy: the frozen copy, or with LoRA the
     model with its adapter disabled."""
@@ -214,7 +220,9 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
             seq = {k: v.to(accelerator.device) for k, v in seq.items()}
             mask = mask.to(accelerator.device)
             with torch.no_grad():
-                old_logps = _token_logps(model, seq, mask)[0]
+                # with one update per step the policy updated is the one that sampled: its log-probs in
+                # the update are the old ones (detached), and a forward pass here would only repeat them
+                old_logps = _token_logps(model, seq, mask)[0] if cfg.updates_per_step > 1 else None
                 ref_logps = _reference_logps(run, seq, mask) if cfg.beta > 0 else None
             adv = advantages[rows.start : rows.stop].to(accelerator.device).unsqueeze(1)
             chunks.append((seq, mask, adv, old_logps, ref_logps))
@@ -225,9 +233,8 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
             totals = {"loss": 0.0, "kl": 0.0, "entropy": 0.0}
             for seq, mask, adv, old_logps, ref_logps in chunks:
                 logps, entropy, m = _token_logps(model, seq, mask)
-                ratio = torch.exp(logps - old_logps)
-                objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
-                loss = -(objective * m).sum() * scale
+                old = old_logps if old_logps is not None else logps.detach()
+                loss = -(clipped_objective(logps, old, adv, cfg.clip) * m).sum() * scale
                 kl = torch.zeros((), device=logps.device)
                 if ref_logps is not None:
                     delta = (ref_logps - logps) * m
