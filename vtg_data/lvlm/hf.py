@@ -48,13 +48,22 @@ def is_adapter_folder(path: str | Path) -> bool:
     return (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file()
 
 
+def adapter_base(path: str | Path) -> str:
+    """The base model a LoRA adapter folder was trained on, as its ``adapter_config.json`` names it."""
+    import json
+
+    base = json.loads((Path(str(path)) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{path}/adapter_config.json does not name its base model (base_model_name_or_path)")
+    return base
+
+
 def load_model(path: str | Path, *, trainable_adapter: bool = False, **load):
     """A full model folder or hub id, or a LoRA adapter folder over its recorded base model.
 
     An adapter is merged into its base for inference (no per-token adapter overhead); with
     ``trainable_adapter`` it stays a trainable ``PeftModel`` (resuming LoRA training).
     """
-    import json
 
     from transformers import AutoModelForImageTextToText
 
@@ -66,13 +75,8 @@ def load_model(path: str | Path, *, trainable_adapter: bool = False, **load):
         raise ImportError(
             f"{path} is a LoRA adapter; loading it needs peft (pip install 'vtg-data[train]')"
         ) from error
-    base_path = json.loads((Path(str(path)) / "adapter_config.json").read_text()).get(
-        "base_model_name_or_path"
-    )
-    if not base_path:
-        raise ValueError(f"{path}/adapter_config.json does not name its base model (base_model_name_or_path)")
     load = {k: v for k, v in load.items() if k != "revision"}  # the revision is the adapter's, not the base's
-    base = AutoModelForImageTextToText.from_pretrained(base_path, **load)
+    base = AutoModelForImageTextToText.from_pretrained(adapter_base(path), **load)
     adapted = PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter)
     return adapted if trainable_adapter else adapted.merge_and_unload()
 

@@ -245,15 +245,14 @@ class Run:
     def shard(self, items: list) -> list:
         return items[self.accelerator.process_index :: self.accelerator.num_processes]
 
-    def mean(self, value: float) -> float:
-        """The mean of a per-process number over all processes (itself with one process)."""
-        tensor = torch.tensor(float(value), device=self.accelerator.device)
-        return float(self.accelerator.reduce(tensor, reduction="mean"))
-
     def total(self, value: float) -> float:
-        """The sum of a per-process number over all processes."""
+        """The sum of a per-process number over all processes (itself with one process)."""
         tensor = torch.tensor(float(value), device=self.accelerator.device)
         return float(self.accelerator.reduce(tensor, reduction="sum"))
+
+    def mean(self, value: float) -> float:
+        """The mean of a per-process number over all processes."""
+        return self.total(value) / self.accelerator.num_processes
 
     def largest(self, value: float) -> float:
         """The largest of a per-process number over all processes."""

@@ -14,7 +14,6 @@ temperature 1.0, entropy 1e-3).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -150,11 +149,10 @@ def make_rollouts(cfg: GRPOConfig, run):
         raise ValueError(
             "--rollouts vllm runs one engine beside one trainer process; with several processes use --rollouts hf"
         )
-    from vtg_data.lvlm.hf import is_adapter_folder
+    from vtg_data.lvlm.hf import adapter_base, is_adapter_folder
 
-    source = run.source
-    if is_adapter_folder(source):  # the engine loads the base; the first sync brings the adapted weights
-        source = json.loads((Path(source) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    # the engine loads a full model; the first sync brings the adapted weights
+    source = adapter_base(run.source) if is_adapter_folder(run.source) else run.source
     return VLLMRollouts(source, run.backend.processor, run.backend.suppress_tokens,
                         gpu_memory_utilization=cfg.vllm_gpu_memory, max_model_len=cfg.vllm_max_model_len)  # fmt: skip
 
