@@ -266,7 +266,7 @@ def test_tvgbench_answers_crops_clamps_and_membership(tmp_path):
         and clamped.windows_raw == [[14.1, 20.0]]
     )
     assert nlq_item.clip_start == 0.93 and nlq_item.clip_end == 70.88 and "crop_relative" in nlq_item.flags
-    assert nlq_item.benchmarks == ["tvgbench"] and nlq_item.extra["origin"] == "ego4d_nlq"
+    assert nlq_item.benchmarks == ["ego4d_nlq_val", "tvgbench"] and nlq_item.extra["origin"] == "ego4d_nlq"
 
 
 def test_tvgbench_bad_answer_names_the_item(tmp_path):

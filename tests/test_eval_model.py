@@ -116,3 +116,17 @@ def test_failed_requests_are_counted_not_scored_and_retried(synthetic_root, hf_b
         assert second.counts["failed"] == 0 and second.counts["scored"] == rows.height
         asked_again = {q: server.attempts[q] - before.get(q, 0) for q in server.attempts}
         assert {q for q, k in asked_again.items() if k} == {victim}
+
+
+def test_answer_budget_defaults_to_the_prompts_needs(tmp_path):
+    data = (tmp_path / "t.parquet",)
+    think = ModelEvalConfig(model="m", data=data, out=tmp_path, prompt="tvg_r1_think")
+    short = ModelEvalConfig(model="m", data=data, out=tmp_path, prompt="time_only")
+    assert think.generation.max_tokens == 2048 and short.generation.max_tokens == 256
+    chosen = ModelEvalConfig(model="m", data=data, out=tmp_path, generation=GenerationParams(max_tokens=77))
+    assert chosen.generation.max_tokens == 77
+
+
+def test_eval_card_records_the_answer_budget(synthetic_root, tmp_path, hf_backend):
+    result = run_model_eval(config(synthetic_root, tmp_path / "run", limit=2), backend=hf_backend)
+    assert result.card["generation"]["max_tokens"] == 12 and result.card["prompt_answer_budget"] == 2048

@@ -96,3 +96,10 @@ def test_formatted_pairs_round_trip(a, b):
 
 def test_clock_times():
     assert to_seconds("1:23.5") == 83.5 and to_seconds("0:01:23.5") == 83.5 and to_seconds("83.5") == 83.5
+
+
+def test_tolerant_takes_every_answer_block_strict_only_the_first():
+    text = "<think>it starts at 0:01</think> <time>[1, 2]</time> and <time>[4, 6]</time>"
+    assert parse_windows(text) == [(1.0, 2.0), (4.0, 6.0)]
+    assert parse_windows(text, mode="strict") == [(1.0, 2.0)]
+    assert parse_windows("<answer>3-5</answer><answer>from 7 to 9 s</answer>") == [(3.0, 5.0), (7.0, 9.0)]

@@ -50,6 +50,27 @@ def test_strict_mode_turns_repairs_into_errors_naming_the_record(start, end):
     assert "strict" in str(info.value)
 
 
+def test_rounding_noise_below_zero_is_clamped_and_flagged():
+    assert normalize_window(-0.1, 5.8, 10.0, REF) == ([0.0, 5.8], {"start_clamped"})
+    window, flags = normalize_window(-0.2, -0.1, 10.0, REF)
+    assert window == [0.0, 0.0] and flags == {"start_clamped", "end_clamped", "zero_length"}
+
+
+def test_a_real_negative_start_is_an_error_naming_the_raw_value():
+    with pytest.raises(RecordError, match=r"span \[-3, 4\]: start -3 s is negative") as info:
+        normalize_window(-3.0, 4.0, 10.0, REF, raw=(-3, 4), what="span")
+    assert info.value.record == "line 7"
+
+
+def test_strict_mode_refuses_noise_below_zero_and_quotes_the_raw_values():
+    with pytest.raises(RecordError, match=r"window \[-0.1, 5.8\] needs repair \(start_clamped\)"):
+        normalize_window(-0.1, 5.8, 10.0, REF, strict=True)
+    with pytest.raises(
+        RecordError, match=r"window \[0, 130\] needs repair \(end_clamped\) against duration 129.96"
+    ):
+        normalize_window(0.0, 130.0, 129.96, REF, strict=True, raw=(0, 130))
+
+
 @pytest.mark.parametrize(
     ("value", "problem"),
     [

@@ -207,7 +207,9 @@ def eval_command(
     min_pixels: int = typer.Option(16 * 28 * 28, "--min-pixels", help="Smallest frame, in pixels."),
     max_pixels: int = typer.Option(768 * 28 * 28, "--max-pixels", help="Per-frame pixel budget."),
     total_pixels: int | None = typer.Option(None, "--total-pixels", help="Pixel budget of the whole clip."),
-    max_tokens: int = typer.Option(256, "--max-tokens"),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", help="New tokens per answer (default: 2048 for a think prompt, else 256)."
+    ),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N queries."),
     video_root: Path | None = typer.Option(
@@ -242,6 +244,7 @@ def eval_command(
 
     try:
         if model is not None:
+            from vtg_data.grounding.prompts import get_prompt
             from vtg_data.lvlm import GenerationParams
             from vtg_data.stages.evaluate_model import ModelEvalConfig, run_model_eval
             from vtg_data.video import SamplingPolicy
@@ -257,7 +260,8 @@ def eval_command(
                 model=model, data=tuple(data), out=out_path, backend=backend, prompt=prompt,
                 policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels,
                                       total_pixels=total_pixels),
-                generation=GenerationParams(temperature=temperature, max_tokens=max_tokens),
+                generation=GenerationParams(temperature=temperature,
+                                            max_tokens=max_tokens or get_prompt(prompt).answer_budget),
                 parse_mode=parse_mode, hit_rule=hit_rule, limit=limit, video_root=video_root,
                 state_duration=state_duration, state_frame_times=state_frame_times, bootstrap=bootstrap,
                 backend_options=options,
@@ -435,6 +439,12 @@ def build_coldstart_command(
     for step in overall["steps"]:
         table.add_row(step["rule"], str(step["in"]), str(step["rejected"]), str(step["out"]))
     out.print(table)
+    imports = result.funnel.get("imports")
+    if imports:
+        console.print(
+            f"imported records: {imports['matched']} matched ({imports['by_containment']} by a query inside "
+            f"their text), {imports['ambiguous']} ambiguous, {imports['unmatched']} unmatched (manifest.json)"
+        )
     rewrite = result.manifest["counts"]["rewrite"]
     if rewrite:
         console.print(f"rewrites: {rewrite}")

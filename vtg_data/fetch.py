@@ -65,7 +65,7 @@ def download_url(
     url: str,
     dest: Path,
     *,
-    sha256: str | None = None,
+    sha256: str | tuple[str, ...] | None = None,
     retries: int = 4,
     timeout: float = 60.0,
     backoff: float = 1.0,
@@ -75,7 +75,8 @@ def download_url(
     """Fetch ``url`` into ``dest`` (resuming ``dest.part`` if present); returns ``dest``.
 
     ``token`` is sent as a bearer token to this URL only (Hugging Face mirrors); it never appears
-    in messages.
+    in messages. ``sha256`` is the expected sum, or several accepted ones (one file re-serialized
+    by different mirrors).
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -89,12 +90,14 @@ def download_url(
             if attempt > retries:
                 raise FetchError(f"{redact(url)}: giving up after {retries} retries: {exc}") from exc
             time.sleep(backoff * 2 ** (attempt - 1))
-    if sha256:
+    accepted = (sha256,) if isinstance(sha256, str) else tuple(sha256 or ())
+    if accepted:
         actual = sha256_path(part)
-        if actual != sha256:
+        if actual not in accepted:
             part.unlink(missing_ok=True)
             raise FetchError(
-                f"{redact(url)}: checksum mismatch for {dest.name}: expected sha256 {sha256}, got {actual}; "
+                f"{redact(url)}: checksum mismatch for {dest.name}: expected sha256 {' or '.join(accepted)}, "
+                f"got {actual}; "
                 "the download was deleted"
             )
     part.replace(dest)

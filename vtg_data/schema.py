@@ -126,13 +126,20 @@ class RecordRef:
 
 def as_time(value: Any, what: str, ref: RecordRef) -> float:
     """A finite, non-negative number of (native) time units, or a RecordError saying why not."""
+    number = as_signed_time(value, what, ref)
+    if number < 0:
+        raise ref.error(f"{what} is negative: {value!r}")
+    return number
+
+
+def as_signed_time(value: Any, what: str, ref: RecordRef) -> float:
+    """A finite number of (native) time units, negative allowed: window bounds go through
+    ``normalize_window``, which decides whether a negative value is rounding noise or an error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ref.error(f"{what} is not a number: {value!r}")
     number = float(value)
     if math.isnan(number) or math.isinf(number):
         raise ref.error(f"{what} is not finite: {value!r}")
-    if number < 0:
-        raise ref.error(f"{what} is negative: {value!r}")
     return number
 
 
@@ -143,18 +150,45 @@ def as_duration(value: Any, ref: RecordRef) -> float:
     return duration
 
 
+# Real files put window bounds a little below 0 (NExT-GQA's -0.1 and -0.2, QuerYD's -0.1): the
+# annotators' rounding, not a moment before the video. Below this many seconds it is an error.
+NEGATIVE_TOLERANCE = 1.0
+
+
 def normalize_window(
-    start: float, end: float, duration: float, ref: RecordRef, *, strict: bool = False
+    start: float,
+    end: float,
+    duration: float,
+    ref: RecordRef,
+    *,
+    strict: bool = False,
+    raw: tuple[Any, Any] | None = None,
+    what: str = "window",
 ) -> tuple[list[float], set[str]]:
     """Clamp to [0, duration], swap an inverted pair, flag a zero-length result.
 
-    Inputs are already in seconds and already checked by ``as_time``. In strict mode a window that
-    would need a repair raises instead, naming the record and the repair.
+    Inputs are in seconds (``raw`` is the pair as the file has it, quoted in messages). A bound
+    less than ``NEGATIVE_TOLERANCE`` seconds below 0 is clamped to 0 and flagged; further below
+    is a RecordError. In strict mode a window that would need any repair raises instead, naming
+    the record, the raw values and the repair.
     """
+    quoted = f"[{raw[0]}, {raw[1]}]" if raw is not None else f"[{_plain(start)}, {_plain(end)}]"
+    for bound, name in ((start, "start"), (end, "end")):
+        if bound <= -NEGATIVE_TOLERANCE:
+            raise ref.error(
+                f"{what} {quoted}: {name} {_plain(bound)} s is negative by {NEGATIVE_TOLERANCE:g} s or more "
+                "(only rounding noise below 0 is clamped)"
+            )
     flags: set[str] = set()
     if start > end:
         flags.add("inverted_swapped")
         start, end = end, start
+    if start < 0:
+        flags.add("start_clamped")
+        start = 0.0
+    if end < 0:
+        flags.add("end_clamped")
+        end = 0.0
     if end > duration:
         flags.add("end_clamped")
         end = duration
@@ -164,11 +198,18 @@ def normalize_window(
     if strict and flags & REPAIR_FLAGS:
         repairs = ", ".join(sorted(flags & REPAIR_FLAGS))
         raise ref.error(
-            f"window [{start}, {end}] needs repair ({repairs}) against duration {duration} (strict mode)"
+            f"{what} {quoted} needs repair ({repairs}) against duration {_plain(duration)} (strict mode)"
         )
     if end == start:
         flags.add("zero_length")
     return [start, end], flags
+
+
+def _plain(value: Any) -> str:
+    """A number as a person would write it: ``130`` for 130.0, ``-0.1`` for -0.1."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def normalize_query_text(text: Any, ref: RecordRef) -> str:

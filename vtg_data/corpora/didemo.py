@@ -37,8 +37,10 @@ from vtg_data.schema import QueryRow, RecordRef, as_time, normalize_window
 _LM = "https://raw.githubusercontent.com/LisaAnne/LocalizingMoments/master/data"
 _AWS = "https://multimedia-commons.s3-us-west-2.amazonaws.com/data/videos/mp4"
 HASH_FILE = NativeFile("yfcc100m_hash.txt", (Remote(f"{_LM}/yfcc100m_hash.txt"),))
-KNOWN_SHA256 = {"val_data.json": "b0364cc256553332feb19d46bcc4cd2b09774949fe6c0b25e7ed0ff3c6aefebb"}
+KNOWN_SHA256 = {"val_data.json": "b0364cc256553332feb19d46bcc4cd2b09774949fe6c0b25e7ed0ff3c6aefebb",
+                "test_data.json": "1891c04ec48b3d364c739594b2b6413806b74bd9027c092d896e7ebb930ff1cd"}  # fmt: skip
 CHUNK_SECONDS = 5.0
+MAX_CHUNK = 5.0  # chunks 0-5: the first 30 s
 CONSOLIDATION_RULES = ("mode", "mean")
 
 
@@ -120,7 +122,13 @@ class DiDeMo(CorpusAdapter):
         chunks: list[tuple[float, float]] = []
         for item in times:
             a, b = as_pair(item, "annotator window", ref)
-            chunks.append((as_time(a, "start chunk", ref), as_time(b, "end chunk", ref)))
+            chunk = (as_time(a, "start chunk", ref), as_time(b, "end chunk", ref))
+            if any(c > MAX_CHUNK or not float(c).is_integer() for c in chunk):
+                raise ref.error(
+                    f"annotator window {[a, b]!r} is not a pair of chunk indices 0-{MAX_CHUNK:g} "
+                    "(DiDeMo videos are annotated in six 5-second chunks)"
+                )
+            chunks.append(chunk)
         alternatives = []
         for a, b in chunks:
             window, window_flags = self._chunk_window(a, b, duration, ref, ctx)
@@ -136,7 +144,13 @@ class DiDeMo(CorpusAdapter):
             mean_b = sum(c[1] for c in chunks) / len(chunks)
             start, end = round(CHUNK_SECONDS * mean_a), round(CHUNK_SECONDS * (mean_b + 1))
             window, window_flags = normalize_window(
-                float(start), float(end), duration, ref, strict=ctx.strict
+                float(start),
+                float(end),
+                duration,
+                ref,
+                strict=ctx.strict,
+                raw=(mean_a, mean_b),
+                what="mean chunk window",
             )
         flags |= window_flags
         query, text_flags = query_text(sentence, ref)
@@ -176,11 +190,13 @@ class DiDeMo(CorpusAdapter):
         flags: set[str] = set()
         if a > b:
             if ctx.strict:
-                raise ref.error(f"inverted chunk window [{a}, {b}] (strict mode)")
+                raise ref.error(f"inverted chunk window [{a:g}, {b:g}] (strict mode)")
             a, b = b, a
             flags.add("inverted_swapped")
         end = min(CHUNK_SECONDS * (b + 1), duration)
-        window, window_flags = normalize_window(CHUNK_SECONDS * a, end, duration, ref, strict=ctx.strict)
+        window, window_flags = normalize_window(
+            CHUNK_SECONDS * a, end, duration, ref, strict=ctx.strict, raw=(a, b), what="chunk window"
+        )
         return window, flags | window_flags
 
     def video_candidates(self, video_id: str) -> list[str]:

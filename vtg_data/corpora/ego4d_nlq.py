@@ -47,6 +47,7 @@ class Ego4DNLQ(CorpusAdapter):
     task = "moment retrieval (questions)"
     licence = "Ego4D licence agreement (no redistribution)"
     homepage = "https://ego4d-data.org/docs/benchmarks/episodic-memory/"
+    benchmark_splits = {"val": "ego4d_nlq_val", "test": "ego4d_nlq_test"}  # val: the scored split
     video_sources = (
         VideoSource("Ego4D NLQ clips", note="sign the Ego4D licence and use the ego4d CLI, then pass --from"),
     )

@@ -31,8 +31,18 @@ from vtg_data.corpora.base import (
 )
 from vtg_data.schema import QueryRow, RecordRef, as_duration
 
-_REPO = "https://raw.githubusercontent.com/j-min/HiREST/main/data"
+_COMMIT = "deffc169b4e8d51c1589d5512ad05da61e81bcee"
+_REPO = f"https://raw.githubusercontent.com/j-min/HiREST/{_COMMIT}/data"
 GT_FILE = "formatted_moment_evaluation_gt.json"
+# The GitHub files at _COMMIT, then VideoMind-Dataset's re-indented copies of the same records.
+KNOWN_SHA256 = {
+    "all_data_train.json": ("3740548ae67c608ee64725d6030f7378bbdd2326e5d5479de0187e76944fc160",
+                            "3148d89547fad1a08f57cf4751bc5e24de26fed876a95ccd6efd52b90a3cd57c"),
+    "all_data_val.json": ("70d32c5fcdffe66cbf3c732dd274f03378da2082f50c9cec7e67705f529ecb4d",
+                          "7b3dc7cebfa13e6648087081aa88f8d7290fca37e17a16271b4c86daddbaa2f3"),
+    "all_data_test.json": ("a9951c8f6d43349d786f5c0cf929b6760f7158e04aa56a7ac2c8ea9487562b70",),
+    GT_FILE: ("47fdaf57e5b43e22ca555d441c78310b98dd07b774b0252960ee70d781288c45",),
+}  # fmt: skip
 
 
 class HiREST(CorpusAdapter):
@@ -41,6 +51,8 @@ class HiREST(CorpusAdapter):
     task = "moment retrieval, step grounding"
     licence = "MIT (annotations); videos: YouTube terms"
     homepage = "https://github.com/j-min/HiREST"
+    # val: HiREST's val-as-test truth, from which TVGBench takes its HiREST items
+    benchmark_splits = {"val": "hirest_val", "test": "hirest_test"}
     video_sources = (
         VideoSource(
             "VideoMind-Dataset mirror (hirest/videos.tar.gz.00-.04)",
@@ -59,10 +71,16 @@ class HiREST(CorpusAdapter):
         self.check_split(split)
         name = f"all_data_{split}.json"
         files = [NativeFile(name, (Remote(f"{_REPO}/splits/{name}", kind="mirror"),
-                                   Remote(hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"hirest/{name}", kind="hf")))]  # fmt: skip
+                                   Remote(hf_repo="yeliudev/VideoMind-Dataset", hf_path=f"hirest/{name}", kind="hf")),
+                            KNOWN_SHA256.get(name))]  # fmt: skip
         if split == "test":
             files.append(
-                NativeFile(GT_FILE, (Remote(f"{_REPO}/evaluation/{GT_FILE}", kind="mirror"),), optional=True)
+                NativeFile(
+                    GT_FILE,
+                    (Remote(f"{_REPO}/evaluation/{GT_FILE}", kind="mirror"),),
+                    KNOWN_SHA256[GT_FILE],
+                    optional=True,
+                )
             )
         return files
 

@@ -29,8 +29,18 @@ from vtg_data.corpora.base import (
 )
 from vtg_data.schema import QueryRow, RecordRef, as_duration
 
-_REPO = "https://raw.githubusercontent.com/doc-doc/NExT-GQA/main/datasets/nextgqa"
+_COMMIT = "63772e0256ad9e34b83d6a108f1ba2041b924607"
+_REPO = f"https://raw.githubusercontent.com/doc-doc/NExT-GQA/{_COMMIT}/datasets/nextgqa"
 MAP_FILE = "map_vid_vidorID.json"
+# The GitHub files at _COMMIT; gsub_test.json also as VideoMind-Dataset re-serialized it.
+KNOWN_SHA256 = {
+    "val.csv": ("ac5a1eb1d6dee9cd84ab7f9c94ab345b2404646f24b79ac182cd2aa9e2d424c1",),
+    "gsub_val.json": ("4feb23e53102cb2d4779e857ff8f9fd9b552fc38435621406b2ed9b0bf76204b",),
+    "test.csv": ("0443ede53f521de4cbfb5e4fb02253926b90f81f62041b18bd17207a3511d114",),
+    "gsub_test.json": ("0c16c31699238a0f2b8ace45aeed7f193149ce2f011d6ed4f1ef7170ef5d41e9",
+                       "c6961a9e33bf1385a631708ac4d0635737fb934a85cf43fd09cac6d78f2ed3f5"),
+    MAP_FILE: ("1955d89e7a175346faf8d4a582297ff349619231394f59fd7872f459ac8a8685",),
+}  # fmt: skip
 _CSV_FIELDS = ("video_id", "qid", "question")
 
 
@@ -45,9 +55,7 @@ class NExTGQA(CorpusAdapter):
     def native_files(self, split: str) -> list[NativeFile]:
         self.check_split(split)
         names = (f"{split}.csv", f"gsub_{split}.json", MAP_FILE)
-        return [
-            NativeFile(n, (Remote(f"{_REPO}/{n}", kind="mirror"),), optional=n == MAP_FILE) for n in names
-        ]
+        return [NativeFile(n, (Remote(f"{_REPO}/{n}", kind="mirror"),), KNOWN_SHA256.get(n)) for n in names]
 
     def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
         table = files[f"{split}.csv"]

@@ -6,8 +6,16 @@ the same keys to ``[start, end]`` seconds per caption; ``{split}_list.txt`` name
 videos; ``durations.json`` holds durations keyed by the id without its ``video-`` prefix.
 
 A pickle can run arbitrary code when loaded. These are read by a restricted unpickler that builds
-only plain containers, strings and numbers and refuses every global (class or function) a pickle
-names, so a tampered file fails with an error instead of executing anything.
+only plain containers, strings and numbers. The real files are ``collections.defaultdict(list)``:
+that one global is admitted and read as a plain dict (its ``list`` factory becomes an inert
+marker that refuses to be called); every other global (class or function) a pickle names is
+refused, so a tampered file fails with an error instead of executing anything.
+
+VideoMind's folder has ``train_list.txt`` and ``val_list.txt`` only, so those are the splits.
+140 of its listed videos have no entry in ``durations.json``: their rows are kept with the probed
+duration when the video is on disk (``duration_source=probe``), else with the last caption's end
+as a lower bound (``duration_source=windows_max``, flag ``duration_missing``). One train caption
+starts at -0.1 s (clamped, ``start_clamped``).
 """
 
 from __future__ import annotations
@@ -36,10 +44,37 @@ TIMES = "times_captions_combined_filtered-v2.pkl"
 _MIRROR = "yeliudev/VideoMind-Dataset"
 
 
+class _Factory:
+    """Stands for the ``default_factory`` a pickled defaultdict names; never called."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args: Any) -> Any:
+        raise pickle.UnpicklingError(f"refused to call {self.name}: only plain data is allowed")
+
+
+def _plain_dict(factory: Any = None) -> dict:
+    """A ``collections.defaultdict`` comes back as a plain dict (its factory is dropped)."""
+    if factory is not None and not isinstance(factory, _Factory):
+        raise pickle.UnpicklingError("a defaultdict's factory must be a plain type")
+    return {}
+
+
+# The globals the real QuerYD pickles name: ``defaultdict(list)``. Nothing else is admitted.
+_FACTORIES = {("builtins", n) for n in ("list", "dict", "set", "tuple", "str", "int", "float")}
+_FACTORIES |= {("__builtin__", name) for _, name in _FACTORIES}
+
+
 class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
+        if (module, name) == ("collections", "defaultdict"):
+            return _plain_dict
+        if (module, name) in _FACTORIES:
+            return _Factory(f"{module}.{name}")
         raise pickle.UnpicklingError(
-            f"refused to load {module}.{name}: only plain containers, strings and numbers are allowed"
+            f"refused to load {module}.{name}: only plain containers, strings and numbers "
+            "(and collections.defaultdict, read as a dict) are allowed"
         )
 
 
@@ -57,8 +92,9 @@ def load_plain_pickle(path: Path) -> Any:
 
 class QuerYD(CorpusAdapter):
     name = "queryd"
-    splits = ("train", "val", "test")
+    splits = ("train", "val")
     licence = "research use (QuerYD terms); videos: YouDescribe/YouTube"
+    duration_from_probe = True  # only where durations.json lacks the video
     homepage = "https://www.robots.ox.ac.uk/~vgg/data/queryd/"
     video_sources = (
         VideoSource("VideoMind-Dataset mirror", (Remote(hf_repo=_MIRROR, hf_path="queryd/videos.tar.gz", kind="hf"),), kind="hf"),
@@ -96,9 +132,22 @@ class QuerYD(CorpusAdapter):
             raise ref.error(f"{key} is listed but has no {'captions' if captions is None else 'times'}")
         if len(captions) != len(times):
             raise ref.error(f"{len(captions)} captions but {len(times)} time windows")
-        if video_id not in durations and key not in durations:
-            raise ref.error(f"no duration for {video_id} in durations.json")
-        duration = as_duration(durations.get(video_id, durations.get(key)), ref)
+        duration_flags: set[str] = set()
+        if video_id in durations or key in durations:
+            duration, duration_source = (
+                as_duration(durations.get(video_id, durations.get(key)), ref),
+                "annotation",
+            )
+        elif video_id in ctx.probe_durations:
+            duration, duration_source = ctx.probe_durations[video_id], "probe"
+        else:
+            ends = [w[1] for w in times if isinstance(w, (list, tuple)) and len(w) == 2]
+            if not ends or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in ends):
+                raise ref.error(
+                    f"no duration for {video_id} in durations.json and no caption times to bound it"
+                )
+            duration, duration_source = max(0.0, float(max(ends))), "windows_max"
+            duration_flags.add("duration_missing")
         rows = []
         for index, (tokens, window) in enumerate(zip(captions, times, strict=True)):
             item = RecordRef(ref.file, f"{ref.record}[{index}]")
@@ -107,7 +156,10 @@ class QuerYD(CorpusAdapter):
             windows, raw, flags = convert_windows([window], duration, item, ctx)
             rows.append(QueryRow(uid=f"{self.name}/{split}/{video_id}/{index}", source=self.name, split=split,
                                  video_id=video_id, video_path=f"{video_id}.mp4", duration=duration,
-                                 duration_source="annotation", query=query, query_raw=raw_query, windows=windows,
-                                 windows_raw=raw, raw_unit="sec", flags=flags | text_flags,
+                                 duration_source=duration_source, query=query, query_raw=raw_query, windows=windows,
+                                 windows_raw=raw, raw_unit="sec", flags=flags | text_flags | duration_flags,
                                  provenance=ctx.provenance(ref.file, item.record)))  # fmt: skip
+        if duration <= 0:  # no duration and every caption at 0 s: nothing to ground against
+            for row in rows:
+                row.has_gt = False
         return rows

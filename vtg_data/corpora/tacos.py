@@ -33,7 +33,7 @@ class TACoS(CorpusAdapter):
     name = "tacos"
     splits = ("train", "val", "test")
     licence = "MPII Cooking terms (research use)"
-    benchmark_splits = {"test": "tacos_test"}
+    benchmark_splits = {"test": "tacos_test", "val": "tacos_val"}  # val: TVGBench draws from it
     homepage = "https://www.mpi-inf.mpg.de/departments/computer-vision-and-machine-learning/research/vision-and-language/tacos-multi-level-corpus"
     video_sources = (
         VideoSource(

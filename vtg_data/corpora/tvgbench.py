@@ -5,8 +5,9 @@ Each item: ``path`` (the video file), ``question``, ``answer`` (the string ``"s-
 loaded media), ``dataset_name`` (missing on the Ego4D-NLQ items), ``source`` (the annotation file
 it came from), ``qsemtype``. Answers are relative to the crop: cropped items get ``clip_start``/
 ``clip_end`` and the ``crop_relative`` flag. Some answers end after ``duration`` (clamped,
-flagged). Every row carries the ``tvgbench`` membership tag, plus the tag of the benchmark split
-it was drawn from (Charades-STA test, ActivityNet val_2), so leakage checks catch both.
+flagged). Every row carries the ``tvgbench`` membership tag, plus the tag of the split it was
+drawn from (Charades-STA test, ActivityNet val_2, TACoS val, HiREST val, Ego4D-NLQ val), the same
+tag that corpus's own table carries, so leakage checks catch both.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ from vtg_data.corpora.base import (
 from vtg_data.schema import QueryRow, RecordRef, as_duration, as_time
 
 FILE = "tvgbench.json"
+_COMMIT = "7f2b5944a0c35993da80634a459d5a48a3a5431e"
+# The 800-item file at _COMMIT (a copy without its Ego4D-NLQ items needs --no-verify).
+KNOWN_SHA256 = "76df764c0c856a196e2900b5366c81c83478bbd03d117e3b2f23b5b6bfbc59a2"
 _ANSWER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*-\s*(-?\d+(?:\.\d+)?)\s*$")
 # Which corpus an item came from, from dataset_name or the source file name.
 _ORIGINS = (("charades", "charades_sta"), ("anet", "activitynet_captions"), ("activitynet", "activitynet_captions"),
             ("tacos", "tacos"), ("nlq", "ego4d_nlq"), ("ego4d", "ego4d_nlq"), ("hirest", "hirest"))  # fmt: skip
-# The benchmark split each origin's items were drawn from (corpora reference, TVGBench section).
-_ORIGIN_BENCHMARK = {"charades_sta": "charades_sta_test", "activitynet_captions": "activitynet_val_2"}
+# The split each origin's items were drawn from, as that corpus's adapter tags it: Charades-STA
+# test, ActivityNet val_2 (``anet_test.json``), TACoS *val* (``tacos_val.json``), HiREST *val*
+# (``hirest_formated_moment_evaluation_gt.json`` is HiREST's val-as-test truth), Ego4D-NLQ val.
+_ORIGIN_BENCHMARK = {"charades_sta": "charades_sta_test", "activitynet_captions": "activitynet_val_2",
+                     "tacos": "tacos_val", "hirest": "hirest_val", "ego4d_nlq": "ego4d_nlq_val"}  # fmt: skip
 
 
 def origin_of(item: dict) -> str:
@@ -52,8 +59,8 @@ class TVGBench(CorpusAdapter):
 
     def native_files(self, split: str) -> list[NativeFile]:
         self.check_split(split)
-        url = "https://raw.githubusercontent.com/xiaomi-research/time-r1/main/dataset/timer1/annotations/tvgbench.json"
-        return [NativeFile(FILE, (Remote(url, kind="mirror"),))]
+        url = f"https://raw.githubusercontent.com/xiaomi-research/time-r1/{_COMMIT}/dataset/timer1/annotations/{FILE}"
+        return [NativeFile(FILE, (Remote(url, kind="mirror"),), KNOWN_SHA256)]
 
     def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
         yield from iter_json_items(files[FILE])

@@ -5,7 +5,8 @@ Two modes:
 - ``strict``: TVG-R1's rule. The first ``<time>...</time>`` block must hold a JSON list of two
   numbers ``[start, end]`` with start <= end. Nothing else counts, nothing is repaired.
 - ``tolerant``: what a careful reader accepts. Inside ``<time>`` or ``<answer>`` blocks when the
-  text has them (so times cited while reasoning are not mistaken for the answer), else anywhere:
+  text has them (every block, in order; times cited while reasoning are not mistaken for the
+  answer), else anywhere:
   ``[s, e]``, ``(s, e)``, ``s - e``, ``s-e``, ``s to e``, ``from s to e seconds``, ``between s and
   e``, with ``5.2s`` / ``5.2 seconds`` units and ``mm:ss`` or ``hh:mm:ss(.ff)`` clock times;
   several windows; reversed pairs swapped; windows clamped to ``duration`` when it is given.
@@ -99,11 +100,8 @@ def _parse_strict(text: str) -> ParseResult:
 def _parse_tolerant(text: str, duration: float | None) -> ParseResult:
     blocks = [m.group(2) for m in _TAG.finditer(text)]
     regions = blocks if blocks else [text]
-    pairs: list[tuple[str, str]] = []
-    for region in regions:
-        pairs = _pairs_in(region)
-        if pairs:
-            break
+    # every block contributes: "<time>[1, 2]</time> and <time>[4, 6]</time>" is a two-window answer
+    pairs = [pair for region in regions for pair in _pairs_in(region)]
     if not pairs:
         where = "inside the answer block" if blocks else "in the text"
         return ParseResult([], "no_window", f"no [start, end] pair {where}")

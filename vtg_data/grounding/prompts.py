@@ -14,6 +14,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+REASONING_TOKENS = 2048
+ANSWER_TOKENS = 256
+
 
 @dataclass(frozen=True)
 class PromptTemplate:
@@ -31,6 +34,12 @@ class PromptTemplate:
             ensure_ascii=False,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def answer_budget(self) -> int:
+        """New tokens an answer needs by default: room for the reasoning when the prompt asks to
+        think first (TVG-R1 evaluates its think prompt with up to 2,048), a short answer otherwise."""
+        return REASONING_TOKENS if self.answer_style.startswith("think") else ANSWER_TOKENS
 
     @property
     def id(self) -> str:

@@ -143,6 +143,7 @@ def build_coldstart(
 
     traces: list[Trace] = []
     unmatched: list[str] = []
+    imported = None
     if cfg.import_files:
         imported = import_traces(list(cfg.import_files), samples)
         unmatched = imported.unmatched
@@ -206,6 +207,9 @@ def build_coldstart(
     write_table_atomic(pa.Table.from_pylist(rejected, schema=REJECTS_SCHEMA), cfg.out / "rejects.parquet")
 
     funnel = _funnel(funnel_rows, rules)
+    if imported is not None:  # records that never reached a rule: no sample, or several
+        funnel["imports"] = {"matched": len(imported.traces), "by_containment": imported.by_containment,
+                             "ambiguous": len(imported.ambiguous), "unmatched": len(imported.unmatched)}  # fmt: skip
     manifest = {
         "stage": "build coldstart",
         "toolkit_version": __version__,
@@ -233,6 +237,8 @@ def build_coldstart(
             "samples": len(samples),
             "traces": len(traces),
             "imports_unmatched": len(unmatched),
+            "imports_ambiguous": len(imported.ambiguous) if imported else 0,
+            "imports_matched_by_containment": imported.by_containment if imported else 0,
             "generation_failed": len(generation_failed),
             "samples_with_accepted_trace": len(chosen),
             "rows": table.num_rows,
@@ -240,6 +246,7 @@ def build_coldstart(
         },
         "funnel": funnel,
         "unmatched_examples": unmatched[:20],
+        "ambiguous_examples": imported.ambiguous[:20] if imported else [],
         "generation_failures": dict(list(generation_failed.items())[:20]),
         "outputs": [str(p.relative_to(cfg.out)) for p in written],
         "seconds": round(time.perf_counter() - start, 3),

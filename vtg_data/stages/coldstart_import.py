@@ -7,7 +7,8 @@ Accepted records, one per line (JSONL) or as a JSON list:
   the query, ``video_id``/``path`` for the video, ``answer``/``output``/``solution``/``cot``/``text``
   for the trace);
 - chat records (``conversations`` with ``from``/``value``, or ``messages`` with ``role``/``content``):
-  the assistant turn is the trace, the user turn must contain the sample's query.
+  the assistant turn is the trace, the user turn must contain the sample's query;
+- TVG-R1's records, whose ``problem`` is a whole instruction containing the query.
 
 Videos match across naming schemes (``v_`` prefixes, paths, extensions) and queries ignore case and
 punctuation. Bytes that are not UTF-8 are kept as replacement characters, so the ``encoding`` rule
@@ -32,6 +33,8 @@ VIDEO_KEYS = ("video", "video_id", "vid", "path", "video_path")
 class ImportResult:
     traces: list[tuple[str, str, str]] = field(default_factory=list)  # (uid, text, origin)
     unmatched: list[str] = field(default_factory=list)  # "file:line: why"
+    ambiguous: list[str] = field(default_factory=list)  # "file:line: the uids it could be"
+    by_containment: int = 0  # matched because the record's text contains one sample's query
 
 
 def _records(path: Path) -> list[tuple[str, Any]]:
@@ -77,13 +80,23 @@ def _chat(record: dict) -> tuple[str | None, str | None]:
 
 
 def import_traces(paths: list[Path], samples: list[dict]) -> ImportResult:
+    """Each record's trace with the sample it belongs to.
+
+    A record names its sample by ``uid``, or by its video plus the query. The query may be the
+    sample's own text, or an instruction that *contains* it (TVG-R1's ``problem`` is a whole
+    prompt, a chat record's user turn likewise): then the sample is the one on that video whose
+    normalized query appears in the text as whole words. Where several do, the longest wins if
+    every other is part of it ("opens the door" inside "opens the door and leaves"); otherwise
+    the record is ambiguous, reported with its candidates and never guessed.
+    """
     by_uid = {s["uid"]: s for s in samples}
     by_video_query: dict[tuple[str, str], str] = {}
-    by_video: dict[str, list[dict]] = {}
+    by_video: dict[str, list[tuple[str, str]]] = {}
     for sample in samples:
         key = video_key(sample["video_id"], sample.get("parent_video_id"))
-        by_video_query[(key, query_key(sample["query"]))] = sample["uid"]
-        by_video.setdefault(key, []).append(sample)
+        query = query_key(sample["query"])
+        by_video_query[(key, query)] = sample["uid"]
+        by_video.setdefault(key, []).append((query, sample["uid"]))
     result = ImportResult()
     for path in paths:
         origin = f"import:{Path(path).name}"
@@ -101,15 +114,33 @@ def import_traces(paths: list[Path], samples: list[dict]) -> ImportResult:
             video = _first(record, VIDEO_KEYS)
             if uid is None and video is not None:
                 key = video_key(video)
-                query = _first(record, QUERY_KEYS)
-                if query is not None:
-                    uid = by_video_query.get((key, query_key(query)))
-                elif user is not None:
-                    said = query_key(user)
-                    matches = [s["uid"] for s in by_video.get(key, []) if query_key(s["query"]) in said]
-                    uid = matches[0] if len(matches) == 1 else None
+                said = _first(record, QUERY_KEYS) or user
+                if said is not None:
+                    uid = by_video_query.get((key, query_key(said)))
+                    if uid is None:
+                        candidates = _contained(query_key(said), by_video.get(key, []))
+                        if len(candidates) == 1:
+                            uid = candidates[0]
+                            result.by_containment += 1
+                        elif candidates:
+                            result.ambiguous.append(
+                                f"{place}: its text contains the queries of {', '.join(candidates)}"
+                            )
+                            continue
             if uid is None:
                 result.unmatched.append(f"{place}: matches no sample (uid, or video + query)")
                 continue
             result.traces.append((uid, text, origin))
     return result
+
+
+def _contained(said: str, video_samples: list[tuple[str, str]]) -> list[str]:
+    """uids of the samples whose query appears in ``said`` as whole words; the longest alone if
+    every other match is part of it."""
+    padded = f" {said} "
+    hits = [(query, uid) for query, uid in video_samples if query and f" {query} " in padded]
+    if len(hits) > 1:
+        longest = max(hits, key=lambda hit: len(hit[0]))
+        if all(f" {q} " in f" {longest[0]} " for q, _ in hits):
+            return [longest[1]]
+    return sorted(uid for _, uid in hits)

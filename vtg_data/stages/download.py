@@ -188,11 +188,12 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
             except (ValidationFailed, RecordError) as exc:
                 summaries[split].error = str(exc)
         # Every video of every split already written or parsed now goes into videos.parquet.
-        video_ids = _written_video_ids(layout, [s for s in manifest_splits if s not in parsed])
+        video_ids, declared = _written_video_ids(layout, [s for s in manifest_splits if s not in parsed])
         for rows in parsed.values():
             for row in rows:
                 video_ids.setdefault(row.video_id, row.duration)
-        resolved = {vid: resolve_video(adapter, vid, video_index) for vid in video_ids}
+                declared.setdefault(row.video_id, row.video_path)
+        resolved = {vid: resolve_video(adapter, vid, video_index, declared.get(vid)) for vid in video_ids}
         probes = _probe_all(layout, resolved, probe_cache, progress)
         if adapter.duration_from_probe and parsed:
             durations = {vid: p.duration for vid, p in probes.items() if p.status == "ok" and p.duration}
@@ -266,8 +267,8 @@ def obtain_split_files(
 
 def obtain_native_file(native: NativeFile, cfg: DownloadConfig, layout: Layout, progress=None) -> Path:
     dest = layout.raw / native.name
-    expected = native.sha256 if cfg.verify else None
-    if dest.is_file() and (expected is None or sha256_file(dest) == expected):
+    expected = native.accepted_sums if cfg.verify else ()
+    if dest.is_file() and (not expected or sha256_file(dest) in expected):
         return dest
     if cfg.corpus == "synthetic":
         raise FetchError(f"{dest}: the synthetic corpus file is missing; rerun `vtg-data download synthetic`")
@@ -297,14 +298,14 @@ def obtain_native_file(native: NativeFile, cfg: DownloadConfig, layout: Layout, 
 
 
 def _copy_from_local(
-    native: NativeFile, folder: Path, dest: Path, expected: str | None, layout: Layout
+    native: NativeFile, folder: Path, dest: Path, expected: tuple[str, ...], layout: Layout
 ) -> Path:
     direct = folder / native.name
     found = direct if direct.is_file() else next(iter(sorted(folder.rglob(native.name))), None)
     if found is not None:
-        if expected and sha256_file(found) != expected:
+        if expected and sha256_file(found) not in expected:
             raise FetchError(
-                f"{found}: checksum mismatch: expected sha256 {expected}, got {sha256_file(found)} "
+                f"{found}: checksum mismatch: expected sha256 {' or '.join(expected)}, got {sha256_file(found)} "
                 "(pass --no-verify to accept a different release)"
             )
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +322,7 @@ def _copy_from_local(
     raise FetchError(f"{native.name} is not in {folder} (looked for the file and its archives)")
 
 
-def _extract_member(archive: Path, member: str, dest: Path, expected: str | None) -> None:
+def _extract_member(archive: Path, member: str, dest: Path, expected: tuple[str, ...]) -> None:
     target = dest.parent / f".extract-{dest.name}"
     shutil.rmtree(target, ignore_errors=True)
     wanted_name = PurePosixPath(member)
@@ -333,8 +334,10 @@ def _extract_member(archive: Path, member: str, dest: Path, expected: str | None
         if match is None:
             raise FetchError(f"{archive.name} does not contain {member}")
         source = target / match
-        if expected and sha256_file(source) != expected:
-            raise FetchError(f"{archive.name}:{member}: checksum mismatch: expected sha256 {expected}")
+        if expected and sha256_file(source) not in expected:
+            raise FetchError(
+                f"{archive.name}:{member}: checksum mismatch: expected sha256 {' or '.join(expected)}"
+            )
         source.replace(dest)
     finally:
         shutil.rmtree(target, ignore_errors=True)
@@ -466,14 +469,24 @@ def index_video_folder(folder: Path) -> dict[str, tuple[str, int, int]]:
 
 
 def resolve_video(
-    adapter: CorpusAdapter, video_id: str, index: dict[str, tuple[str, int, int]]
+    adapter: CorpusAdapter,
+    video_id: str,
+    index: dict[str, tuple[str, int, int]],
+    declared: str | None = None,
 ) -> tuple[str, bool]:
-    """(relative path, found) for a video id: the first candidate name present on disk."""
+    """(relative path, found) for a video id: the first candidate name present on disk.
+
+    ``declared`` is the path the annotation itself gives (NExT-GQA's ``1023/4010069381.mp4`` from
+    its id map): its base name is tried first, and it stays the path when no file is found, so a
+    table made before the videos arrive already points where they will be.
+    """
     candidates = adapter.video_candidates(video_id)
+    if declared:
+        candidates = [PurePosixPath(declared).name, *candidates]
     for name in candidates:
         if name in index:
             return index[name][0], True
-    return candidates[0], False
+    return declared or candidates[0], False
 
 
 def _probe_all(layout: Layout, resolved, cache: dict, progress=None) -> dict[str, ProbeResult]:
@@ -532,17 +545,23 @@ def write_videos_table(layout: Layout, annotated: dict[str, float], resolved, pr
     write_table_atomic(pa.Table.from_pylist(records, schema=VIDEO_SCHEMA), layout.out / "videos.parquet")
 
 
-def _written_video_ids(layout: Layout, splits: list[str]) -> dict[str, float]:
+def _written_video_ids(layout: Layout, splits: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+    """Video id -> duration and video id -> path, from the tables of splits already written."""
     ids: dict[str, float] = {}
+    paths: dict[str, str] = {}
     for split in splits:
         path = layout.out / f"{split}.parquet"
         if path.is_file():
-            table = pq.read_table(path, columns=["video_id", "duration"])
-            for vid, duration in zip(
-                table["video_id"].to_pylist(), table["duration"].to_pylist(), strict=True
+            table = pq.read_table(path, columns=["video_id", "video_path", "duration"])
+            for vid, video_path, duration in zip(
+                table["video_id"].to_pylist(),
+                table["video_path"].to_pylist(),
+                table["duration"].to_pylist(),
+                strict=True,
             ):
                 ids.setdefault(vid, duration)
-    return ids
+                paths.setdefault(vid, video_path)
+    return ids, paths
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ class ModelEvalConfig:
     backend: str = "hf"
     prompt: str = "tvg_r1_think"
     policy: SamplingPolicy = field(default_factory=SamplingPolicy)
-    generation: GenerationParams = field(default_factory=GenerationParams)
+    # default: greedy, with the prompt's answer budget (2,048 new tokens for a think prompt)
+    generation: GenerationParams | None = None
     parse_mode: str | None = None  # default: the prompt's own parser mode
     hit_rule: str = ">="
     thresholds: tuple[float, ...] = THRESHOLDS
@@ -65,7 +66,9 @@ class ModelEvalConfig:
             raise ValueError(f"hit rule must be one of {HIT_RULES}")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be >= 1")
-        get_prompt(self.prompt)
+        template = get_prompt(self.prompt)
+        if self.generation is None:
+            object.__setattr__(self, "generation", GenerationParams(max_tokens=template.answer_budget))
 
 
 def load_rows(cfg: ModelEvalConfig) -> list[dict]:
@@ -169,6 +172,7 @@ def run_model_eval(
         "prompt": {"name": template.name, "version": template.version, "hash": template.hash},
         "sampling": asdict(cfg.policy),
         "generation": asdict(cfg.generation),
+        "prompt_answer_budget": template.answer_budget,
         "decoder": getattr(backend, "decode_backend", None),
         "parse_mode": parse_mode,
         "hit_rule": cfg.hit_rule,
