@@ -159,8 +159,8 @@ CASES = [
     ("rextime", "val", rextime_val_json, {"rextime_val.json": "rextime_val.json"}, True),
     # the GitHub JSONL the adapter fetches first, saved under the HF file's name
     ("rextime", "val", rextime_val_jsonl, {"rextime_val.jsonl": "rextime_val.json"}, True),
-    # the shared copy lacks the 168 Ego4D-NLQ items, so it is not the pinned release
-    ("tvgbench", "test", tvgbench_test, None, False),
+    # the shared copy lacks the 168 Ego4D-NLQ items: a pinned copy of its own
+    ("tvgbench", "test", tvgbench_test, None, True),
 ]
 IDS = [f"{c[0]}-{c[1]}-{c[2].__name__}" for c in CASES]
 
@@ -214,8 +214,16 @@ def test_every_shared_corpus_is_covered(shared_corpora):
     assert present <= covered, f"real files with no figures test: {sorted(present - covered)}"
 
 
-def test_tvgbench_copy_without_its_nlq_items_is_not_the_pinned_release(shared_corpora, tmp_path):
-    result = download(
-        DownloadConfig("tvgbench", tmp_path, splits=("test",), from_dir=shared_corpora / "tvgbench")
-    )
+def test_an_edited_copy_of_a_pinned_file_is_refused(shared_corpora, tmp_path):
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    text = (shared_corpora / "nextgqa" / "gsub_val.json").read_text()
+    (edited / "gsub_val.json").write_text(text.replace('"duration": 34', '"duration": 35', 1))
+    for name in ("val.csv", "map_vid_vidorID.json"):
+        shutil.copyfile(shared_corpora / "nextgqa" / name, edited / name)
+    result = download(DownloadConfig("nextgqa", tmp_path / "root", splits=("val",), from_dir=edited))
     assert "checksum mismatch" in result.errors[0] and "--no-verify" in result.errors[0]
+    accepted = download(
+        DownloadConfig("nextgqa", tmp_path / "root", splits=("val",), from_dir=edited, verify=False)
+    )
+    assert not accepted.errors
