@@ -42,6 +42,14 @@ from vtg_data.schema import QueryRow, RecordError, RecordRef, as_duration
 CAPTIONS = "raw_captions_combined_filtered-v2.pkl"
 TIMES = "times_captions_combined_filtered-v2.pkl"
 _MIRROR = "yeliudev/VideoMind-Dataset"
+# VideoMind-Dataset's queryd/ files (read from a vendored copy of that folder); the captions
+# pickle, over 4 MB, could not be read here and is not pinned.
+KNOWN_SHA256 = {
+    TIMES: "abc49906f3804229a45770856660ac37ecb403fdcd6c494874f8772df684c87b",
+    "durations.json": "877d6e6b2e307751604907c17a4c14b01f777871aff746ac9ac720dabd764d7e",
+    "train_list.txt": "2b9b523fd6a7de048257df09c5616266de9ddff97e358f3f1b7aff31770227c5",
+    "val_list.txt": "7e62b91baef94c0c5302842a524b26d6f525c1d968e1575cb3452925b9e4675d",
+}
 
 
 class _Factory:
@@ -103,7 +111,10 @@ class QuerYD(CorpusAdapter):
     def native_files(self, split: str) -> list[NativeFile]:
         self.check_split(split)
         names = (f"{split}_list.txt", CAPTIONS, TIMES, "durations.json")
-        return [NativeFile(n, (Remote(hf_repo=_MIRROR, hf_path=f"queryd/{n}", kind="hf"),)) for n in names]
+        return [
+            NativeFile(n, (Remote(hf_repo=_MIRROR, hf_path=f"queryd/{n}", kind="hf"),), KNOWN_SHA256.get(n))
+            for n in names
+        ]
 
     def iter_records(self, split: str, files: dict[str, Path]) -> Iterator[tuple[RecordRef, Any]]:
         listing = files[f"{split}_list.txt"]
