@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -214,23 +213,3 @@ def test_embedded_videos_and_cli_dry_run(runs, synthetic_root, tmp_path):
     assert (
         refused.exit_code != 0 and "no rl run here" not in refused.output and "lacks column" in refused.output
     )
-
-
-@pytest.mark.parametrize(("fmt", "keys"), [
-    ("easyr1", {"prompt", "answer", "videos"}), ("tvg-r1", {"problem", "video", "video_length", "gt_frame", "ground_truth"}),
-    ("trl", {"prompt", "solution", "completion"}), ("llamafactory", {"messages", "videos"}), ("lmms-eval", {"video", "caption", "timestamp"}),
-])  # fmt: skip
-def test_exports(runs, synthetic_root, tmp_path, fmt, keys):
-    out = tmp_path / "export.json"
-    result = CliRunner().invoke(app, ["export", "--format", fmt, "--input", str(runs / "coldstart"), "--out", str(out),
-                                      "--video-root", str(synthetic_root / "videos")])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    text = out.read_text()
-    records = json.loads(text) if fmt == "tvg-r1" else [json.loads(line) for line in text.splitlines()]
-    assert records and keys <= set(records[0])
-    video = (
-        records[0].get("video")
-        or records[0].get("videos", [None])[0]
-        or records[0]["prompt"][1]["content"][0]["path"]
-    )
-    assert Path(video).is_file()

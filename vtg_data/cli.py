@@ -639,18 +639,28 @@ def push_to_hub_command(
 def export_command(
     fmt: str = typer.Option(..., "--format", help="easyr1 | tvg-r1 | trl | llamafactory | lmms-eval"),
     source: Path = typer.Option(..., "--input", help="A run folder (coldstart, rl) or normalized table(s)."),
-    out_file: Path = typer.Option(..., "--out", help="File to write (JSONL; JSON for tvg-r1)."),
+    out_file: Path = typer.Option(
+        ..., "--out", help="Data file: JSON lines, or one JSON list if it ends in .json."
+    ),
     video_root: Path = typer.Option(..., "--video-root", help="Folder with <source>/<video_path>."),
     prompt: str = typer.Option("tvg_r1_think", "--prompt"),
+    reward: str = typer.Option(
+        "tvg_r1", "--reward", help="Reward preset of the reward files written beside."
+    ),
 ) -> None:
-    """Write a table in the format another trainer or evaluator reads."""
+    """Write a table in the format another trainer or evaluator reads, and what that tool needs beside it."""
     from vtg_data.hub.export import export
 
     try:
-        count = export(source, fmt, out_file, video_root, prompt)
+        result = export(source, fmt, out_file, video_root, prompt, reward)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    console.print(f"wrote {count} records to {out_file}")
+    console.print(f"wrote {result.rows} records to {result.out}")
+    for path in result.files[1:]:
+        console.print(f"  {path}")
+    console.print(f"launch: {result.manifest['launch']}", soft_wrap=True)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def _train_common(data, video_root, revision, config, split, eval_data, eval_split, limit):

@@ -1,29 +1,69 @@
-"""``vtg-data export``: our tables in the formats other trainers and evaluators read.
+"""``vtg-data export``: our tables in the formats other trainers and evaluators read, with what
+each of them needs to run written beside the data (``consumer_files``).
 
-- ``easyr1``: EasyR1 RL JSONL: ``prompt`` (with ``<video>``), ``answer`` (the window as JSON),
-  ``videos`` (absolute paths).
-- ``tvg-r1``: TVG-R1's RL JSON list: ``dataset``, ``problem``, ``choices``, ``video``,
-  ``video_length``, ``gt_frame`` (seconds), ``ground_truth``.
-- ``trl``: JSONL with conversational ``prompt`` (system + user with a video part) and ``solution``
-  (the window); SFT tables (with ``messages``) also carry ``completion``.
-- ``llamafactory``: ShareGPT-style ``messages`` with ``<video>`` in the user turn and ``videos``.
-- ``lmms-eval``: ``video``, ``caption``, ``timestamp`` (like ``lmms-lab/charades_sta``).
+Ground truth always comes from ``windows``, the human annotation, every window where the format
+can hold several: EasyR1's ``answer``, TVG-R1's ``gt_frame``, TRL's ``solution`` and lmms-eval's
+``windows`` are what rewards and metrics score against. A cold-start set's ``target_window`` (the
+teacher's own window under ``--target teacher``) reaches an export only inside the SFT target, the
+assistant turn whose reasoning it ends. ``NAME.manifest.json`` says which column fed which field.
 
-Video paths are written absolute (``--video-root`` + source + ``video_path``), because each of
-these tools opens the files directly.
+- ``easyr1``: ``prompt`` (``<video>`` + the query), ``answer`` (the windows and duration as one JSON
+  string), ``videos``.
+- ``tvg-r1``: TVG-R1's RL records (``dataset``, ``problem``, ``choices``, ``video``, ``video_length``,
+  ``gt_frame``, ``ground_truth``); a JSON list, or JSON lines when ``--out`` ends in ``.jsonl``
+  (TVG-R1's loader reads each by its suffix).
+- ``trl``: conversational ``prompt`` (system + user with a video part), ``solution`` (windows),
+  ``duration``; SFT sets add ``completion``.
+- ``llamafactory``: ShareGPT ``messages`` (OpenAI role/content tags) with one ``<video>`` and ``videos``.
+- ``lmms-eval``: ``video``, ``caption``, ``timestamp`` (the first window, as ``lmms-lab/charades_sta``),
+  ``windows`` (all), ``duration`` and the full ``prompt``.
+
+Video paths are absolute (``--video-root`` + source + ``video_path``): each tool opens the files.
+Every data file is JSON lines, except a ``.json`` ``--out``, which gets one JSON list.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 
-from vtg_data.grounding.prompts import get_prompt
+from vtg_data import __version__
+from vtg_data.grounding.prompts import PromptTemplate, get_prompt
+from vtg_data.hub import consumer_files
+from vtg_data.hub.consumer_hooks import answer_json
+from vtg_data.lvlm.templates import fmt as fmt_seconds
 from vtg_data.stats import query_tables
 
 FORMATS = ("easyr1", "tvg-r1", "trl", "llamafactory", "lmms-eval")
+
+# Which column fed which exported field, per format (written to the manifest).
+FIELD_SOURCES: dict[str, dict[str, str]] = {
+    "easyr1": {"prompt": "<video> + query (the prompt's user text)", "answer": "windows (all) + duration",
+               "videos": "video_root/source/video_path"},
+    "tvg-r1": {"problem": "query", "gt_frame": "windows[0] (the format holds one window)",
+               "ground_truth": "windows[0] as <time>[s, e]</time>", "video_length": "duration",
+               "video": "video_root/source/video_path"},
+    "trl": {"prompt": "system + <video> + query", "solution": "windows (all)", "duration": "duration",
+            "completion": "the SFT set's assistant turn (teacher trace ending in target_window), SFT sets only"},
+    "llamafactory": {"messages[user]": "<video> + query", "videos": "video_root/source/video_path",
+                     "messages[assistant]": "the SFT set's assistant turn (teacher trace ending in target_window), "
+                                            "else windows as <time>[s, e]</time>"},
+    "lmms-eval": {"timestamp": "windows[0]", "windows": "windows (all)", "caption": "query",
+                  "prompt": "system + query", "duration": "duration", "video": "video_root/source/video_path"},
+}  # fmt: skip
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    rows: int
+    files: list[Path]  # the data file, the manifest, then what the consumer needs
+    manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _tables(source: Path) -> list[Path]:
@@ -34,11 +74,16 @@ def _tables(source: Path) -> list[Path]:
     return query_tables(source)
 
 
-def _window(row: dict) -> list[float]:
-    window = row.get("target_window") or (row["windows"][0] if row.get("windows") else None)
-    if not window:
+def human_windows(row: dict) -> list[list[float]]:
+    """Every ground-truth window of the row, rounded to the millisecond; never the teacher's."""
+    windows = row.get("windows") or []
+    if not windows:
         raise ValueError(f"row {row['uid']} has no ground-truth window to export")
-    return [round(float(window[0]), 3), round(float(window[1]), 3)]
+    return [[round(float(s), 3), round(float(e), 3)] for s, e in windows]
+
+
+def _time_text(window: list[float]) -> str:
+    return f"<time>[{fmt_seconds(window[0])}, {fmt_seconds(window[1])}]</time>"
 
 
 def _assistant(row: dict) -> str | None:
@@ -52,55 +97,102 @@ def export_rows(rows: list[dict], fmt: str, video_root: Path, prompt: str = "tvg
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     template = get_prompt(prompt)
-    records = []
-    for row in rows:
-        video = str((Path(video_root) / row["source"] / row["video_path"]).resolve())
-        window = _window(row)
-        answer = f"[{window[0]}, {window[1]}]"
-        completion = _assistant(row)
-        if fmt == "easyr1":
-            records.append({"prompt": f"<video>{template.user_text(row['query'])}", "answer": json.dumps(window),
-                            "videos": [video], "uid": row["uid"]})  # fmt: skip
-        elif fmt == "tvg-r1":
-            records.append({"dataset": row["source"], "problem": row["query"], "choices": "", "video": video,
-                            "video_length": row["duration"], "gt_frame": window,
-                            "ground_truth": f"<time>{answer}</time>", "uid": row["uid"]})  # fmt: skip
-        elif fmt == "trl":
-            record = {
-                "prompt": [{"role": "system", "content": [{"type": "text", "text": template.system}]},
-                           {"role": "user", "content": [{"type": "video", "path": video},
-                                                        {"type": "text", "text": template.user_text(row["query"])}]}],
-                "solution": window, "duration": row["duration"], "uid": row["uid"],
-            }  # fmt: skip
-            if completion is not None:
-                record["completion"] = [
-                    {"role": "assistant", "content": [{"type": "text", "text": completion}]}
-                ]
-            records.append(record)
-        elif fmt == "llamafactory":
-            messages = [{"role": "system", "content": template.system},
-                        {"role": "user", "content": f"<video>{template.user_text(row['query'])}"}]  # fmt: skip
-            messages.append({"role": "assistant", "content": completion or f"<time>{answer}</time>"})
-            records.append({"messages": messages, "videos": [video], "uid": row["uid"]})
-        else:
-            records.append({"video": video, "caption": row["query"], "timestamp": window, "uid": row["uid"],
-                            "duration": row["duration"]})  # fmt: skip
-    return records
+    return [_record(row, fmt, video_root, template) for row in rows]
 
 
-def export(source: Path, fmt: str, out: Path, video_root: Path, prompt: str = "tvg_r1_think") -> int:
+def _record(row: dict, fmt: str, video_root: Path, template: PromptTemplate) -> dict:
+    video = str((Path(video_root) / row["source"] / row["video_path"]).resolve())
+    windows = human_windows(row)
+    query = template.user_text(row["query"])
+    completion = _assistant(row)
+    if fmt == "easyr1":
+        return {"prompt": f"<video>{query}", "answer": answer_json(windows, row["duration"]), "videos": [video],
+                "uid": row["uid"]}  # fmt: skip
+    if fmt == "tvg-r1":
+        return {"dataset": row["source"], "problem": row["query"], "choices": "", "video": video,
+                "video_length": row["duration"], "gt_frame": windows[0], "ground_truth": _time_text(windows[0]),
+                "uid": row["uid"]}  # fmt: skip
+    if fmt == "trl":
+        record = {
+            "prompt": [{"role": "system", "content": [{"type": "text", "text": template.system}]},
+                       {"role": "user", "content": [{"type": "video", "path": video}, {"type": "text", "text": query}]}],
+            "solution": windows, "duration": row["duration"], "uid": row["uid"],
+        }  # fmt: skip
+        if completion is not None:
+            record["completion"] = [{"role": "assistant", "content": [{"type": "text", "text": completion}]}]
+        return record
+    if fmt == "llamafactory":
+        answer = completion or " ".join(_time_text(w) for w in windows)
+        messages = [{"role": "system", "content": template.system}, {"role": "user", "content": f"<video>{query}"},
+                    {"role": "assistant", "content": answer}]  # fmt: skip
+        return {"messages": messages, "videos": [video], "uid": row["uid"]}
+    full_prompt = f"{template.system}\n{query}" if template.system else query
+    return {"video": video, "caption": row["query"], "timestamp": windows[0], "windows": windows,
+            "duration": row["duration"], "prompt": full_prompt, "uid": row["uid"]}  # fmt: skip
+
+
+def _sidecar(fmt: str, out: Path, template: PromptTemplate, video_root: Path, preset: str):
+    if fmt == "easyr1":
+        return consumer_files.easyr1_files(out, template, preset)
+    if fmt == "tvg-r1":
+        return consumer_files.tvg_r1_files(out, template, video_root)
+    if fmt == "llamafactory":
+        return consumer_files.llamafactory_files(out)
+    if fmt == "lmms-eval":
+        return consumer_files.lmms_eval_files(out, template)
+    return consumer_files.trl_files(out, preset)
+
+
+def manifest_path(out: Path) -> Path:
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.manifest.json")
+
+
+def export(
+    source: Path, fmt: str, out: Path, video_root: Path, prompt: str = "tvg_r1_think", reward: str = "tvg_r1"
+) -> ExportResult:
     rows = []
-    for table in _tables(source):
+    tables = _tables(source)
+    for table in tables:
         rows += pq.read_table(table).to_pylist()
-    rows = [r for r in rows if r.get("has_gt", True) and (r.get("status") in (None, "ok"))]
-    if not rows:
+    kept = [r for r in rows if r.get("has_gt", True) and (r.get("status") in (None, "ok"))]
+    if not kept:
         raise ValueError(f"{source}: nothing to export")
-    records = export_rows(sorted(rows, key=lambda r: r["uid"]), fmt, video_root, prompt)
+    template = get_prompt(prompt)
+    records = export_rows(sorted(kept, key=lambda r: r["uid"]), fmt, video_root, prompt)
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    if fmt == "tvg-r1":
+    if out.suffix == ".json":
         tmp.write_text(json.dumps(records, indent=1) + "\n")
     else:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
     tmp.replace(out)
-    return len(records)
+
+    sidecar = _sidecar(fmt, out, template, video_root, reward)
+    several = sum(1 for r in kept if len(r.get("windows") or []) > 1)
+    warnings = list(sidecar.warnings)
+    if several and fmt == "tvg-r1":
+        warnings.append(
+            f"{several} rows have several ground-truth windows; TVG-R1's gt_frame holds the first only"
+        )
+    manifest = {
+        "stage": "export",
+        "toolkit_version": __version__,
+        "format": fmt,
+        "source": [str(t) for t in tables],
+        "video_root": str(Path(video_root).resolve()),
+        "prompt": {"name": template.name, "hash": template.hash, "answer_budget": template.answer_budget},
+        "reward": reward,
+        "counts": {"rows_read": len(rows), "exported": len(records), "multi_window": several,
+                   "skipped_without_ground_truth_or_failed": len(rows) - len(kept)},
+        "fields": FIELD_SOURCES[fmt],
+        "consumer_files": [str(p) for p in sidecar.files],
+        "launch": sidecar.launch,
+        "warnings": warnings,
+    }  # fmt: skip
+    manifest_file = manifest_path(out)
+    tmp = manifest_file.with_name(f".{manifest_file.name}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.replace(manifest_file)
+    return ExportResult(out, len(records), [out, manifest_file, *sidecar.files], manifest, warnings)
