@@ -5,10 +5,12 @@ Workload: the synthetic corpus (ffmpeg-encoded 32 s videos at 224x224, sampled a
 frames, 2,048 video tokens per prompt), ``--prompts`` prompts x ``--k`` rollouts of ``--tokens``
 tokens per step (random weights never stop early), then the clipped-objective update on the
 completion tokens in micro-batches with gradient checkpointing. Reported, over the steps after the
-first (CUDA warm-up): step time split into rollouts and update, rollout tokens/s, peak GPU memory;
-and, on the same prompts, the naive rollout (``generate`` with ``num_return_sequences``: the prompt
-repeated k times before the prefill) for a ratio against the trainer's shared-prefill rollouts
-(both timings include decoding the videos and running the processor).
+first (CUDA warm-up): step time split into rollouts and update, rollout tokens/s, peak GPU memory,
+for the hf rollouts in one left-padded batch and one batch per prompt length
+(``--rollout-batching``); and, on the same prompts, the naive rollout (``generate`` with
+``num_return_sequences``: the prompt repeated k times before the prefill) for a ratio against the
+trainer's shared-prefill rollouts (neither timing includes decoding the videos or running the
+processor: the trainer's data-loading workers do that ahead of the step).
 
 Needs the project's video and vlm extras and ffmpeg. Exits cleanly without CUDA (``--size tiny``
 runs the same path on CPU as a smoke test).
@@ -42,6 +44,8 @@ def main() -> int:
     parser.add_argument("--rollouts", default="hf", choices=["hf", "vllm"],
                         help="vllm: the in-process engine synced every step (needs vLLM installed)")  # fmt: skip
     parser.add_argument("--vllm-gpu-memory", type=float, default=0.3)
+    parser.add_argument("--rollout-batching", default="both", choices=["padded", "equal-length", "both"],
+                        help="hf rollouts: one left-padded batch, one batch per prompt length, or both in turn")  # fmt: skip
     args = parser.parse_args()
 
     import torch
@@ -108,25 +112,35 @@ def main() -> int:
         source = str(work / "model")
         model.save_pretrained(source)
         backend.processor.save_pretrained(source)
-    cfg = GRPOConfig(model=source, data=data, rollouts=args.rollouts, vllm_gpu_memory=args.vllm_gpu_memory, out=work / "run", prompt="tvg_r1_think", policy=policy,
-                     steps=args.steps, prompts_per_step=args.prompts, k=args.k, max_tokens=args.tokens, lr=1e-6,
-                     micro_batch=args.micro_batch, gradient_checkpointing=cuda, param_dtype=args.param_dtype if cuda else "float32",
-                     save_every=0, save_final=False)  # fmt: skip
-    history = train_grpo(cfg, backend=backend)["history"]
-    measured = history[1:] or history
-    rollout = statistics.fmean(h["rollout_seconds"] for h in measured)
-    update = statistics.fmean(h["update_seconds"] for h in measured)
-    tokens = statistics.fmean(h["completion_tokens"] for h in measured)
-    rollouts = args.prompts * args.k
-    print(f"GRPO step ({args.prompts} prompts x {args.k} rollouts x {args.tokens} tokens, micro-batch "
-          f"{args.micro_batch}, rollouts from {args.rollouts}), mean of steps 2-{len(history)}:")  # fmt: skip
-    print(f"  step {rollout + update:7.2f} s = rollouts {rollout:7.2f} s + update {update:7.2f} s "
-          f"({rollout / (rollout + update):.0%} generating)")  # fmt: skip
-    print(f"  rollouts: {rollouts / rollout:6.2f} rollouts/s, {tokens / rollout:8.0f} tokens/s")
-    print(f"  update:   {tokens / update:8.0f} completion tokens/s through forward + backward")
-    print(f"  weight sync: {statistics.fmean(h['sync_seconds'] for h in measured):.2f} s per step")
-    if cuda:
-        print(f"  peak GPU memory: {max(h['gpu_peak_gib'] for h in history):.1f} GiB")
+    batchings = ["padded", "equal-length"] if args.rollout_batching == "both" else [args.rollout_batching]
+    if args.rollouts == "vllm":
+        batchings = batchings[:1]  # the engine batches by itself
+    rollout = None
+    for batching in batchings:
+        cfg = GRPOConfig(model=source, data=data, rollouts=args.rollouts, vllm_gpu_memory=args.vllm_gpu_memory,
+                         out=work / f"run-{batching}", prompt="tvg_r1_think", policy=policy, steps=args.steps,
+                         prompts_per_step=args.prompts, k=args.k, max_tokens=args.tokens, lr=1e-6,
+                         micro_batch=args.micro_batch, gradient_checkpointing=cuda,
+                         param_dtype=args.param_dtype if cuda else "float32", rollout_batching=batching,
+                         save_every=0, save_final=False)  # fmt: skip
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        history = train_grpo(cfg, backend=backend)["history"]
+        measured = history[1:] or history
+        step_rollout = statistics.fmean(h["rollout_seconds"] for h in measured)
+        rollout = step_rollout if rollout is None else min(rollout, step_rollout)
+        update = statistics.fmean(h["update_seconds"] for h in measured)
+        tokens = statistics.fmean(h["completion_tokens"] for h in measured)
+        rollouts = args.prompts * args.k
+        print(f"GRPO step ({args.prompts} prompts x {args.k} rollouts x {args.tokens} tokens, micro-batch "
+              f"{args.micro_batch}, rollouts from {args.rollouts}, {batching} batches), mean of steps 2-{len(history)}:")  # fmt: skip
+        print(f"  step {step_rollout + update:7.2f} s = rollouts {step_rollout:7.2f} s + update {update:7.2f} s "
+              f"({step_rollout / (step_rollout + update):.0%} generating)")  # fmt: skip
+        print(f"  rollouts: {rollouts / step_rollout:6.2f} rollouts/s, {tokens / step_rollout:8.0f} tokens/s")
+        print(f"  update:   {tokens / update:8.0f} completion tokens/s through forward + backward")
+        print(f"  weight sync: {statistics.fmean(h['sync_seconds'] for h in measured):.2f} s per step")
+        if cuda:
+            print(f"  peak GPU memory: {max(h['gpu_peak_gib'] for h in history):.1f} GiB")
 
     # The naive rollout on the same prompts: the prompt repeated k times, then prefilled.
     model = backend.model
@@ -135,8 +149,10 @@ def main() -> int:
     model.eval()
     if cuda:
         torch.cuda.synchronize()
-    begin = time.perf_counter()  # like the trainer's rollout time, decoding and processing included
+    # like the trainer's rollout time, which no longer includes decoding and processing: the
+    # trainer's data-loading workers prepare the prompts ahead
     prepared = backend.prepare([(inputs.request(ex), inputs.clip(ex.video)) for ex in examples])
+    begin = time.perf_counter()
     with torch.inference_mode(), torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
         owner = rope_owner(model)
         if owner is not None:
@@ -147,7 +163,7 @@ def main() -> int:
         torch.cuda.synchronize()
     naive = time.perf_counter() - begin
     print(f"naive generate (num_return_sequences): {naive:7.2f} s, {rollouts / naive:6.2f} rollouts/s; "
-          f"time ratio naive / trainer rollouts {naive / rollout:.2f}x")  # fmt: skip
+          f"time ratio naive / trainer rollouts (the faster batching) {naive / rollout:.2f}x")  # fmt: skip
     return 0
 
 

@@ -186,6 +186,23 @@ def stats(
     )
 
 
+def _frame_cache(folder: Path | None, gib: float):
+    """The on-disk frame cache every stage shares (``--frame-cache DIR``), or None."""
+    if folder is None:
+        return None
+    from vtg_data.video import FrameCache
+
+    return FrameCache(folder, max_bytes=int(gib * 2**30))
+
+
+_FRAME_CACHE = typer.Option(
+    None, "--frame-cache", help="Folder of decoded clips shared by eval, score-difficulty and train."
+)
+_FRAME_CACHE_GIB = typer.Option(
+    16.0, "--frame-cache-gib", help="Size bound of the frame cache; least recently used clips go first."
+)
+
+
 @app.command("eval")
 def eval_command(
     predictions: Path | None = typer.Option(
@@ -226,6 +243,8 @@ def eval_command(
     ),
     batch_size: int = typer.Option(4, "--batch-size", help="hf backend: prompts per batch."),
     decoder: str = typer.Option("decord", "--decoder", help="decord | torchcodec | ffmpeg"),
+    frame_cache: Path | None = _FRAME_CACHE,
+    frame_cache_gib: float = _FRAME_CACHE_GIB,
     fmt: str = typer.Option("auto", "--format", help="auto | vtg | qvhighlights (scoring a file)"),
     parse_mode: str | None = typer.Option(
         None, "--parse-mode", help="tolerant | strict (default: tolerant, or the prompt's own)"
@@ -251,11 +270,16 @@ def eval_command(
 
             if not data or out_path is None:
                 _fail("--model needs --data and --out DIR")
-            options = {"decode_backend": decoder, "batch_size": batch_size} if backend == "hf" else {}
+            cache = _frame_cache(frame_cache, frame_cache_gib)
+            options = (
+                {"decode_backend": decoder, "batch_size": batch_size, "frame_cache": cache}
+                if backend == "hf"
+                else {}
+            )
             if backend == "openai":
                 options = {"base_url": base_url}
             elif backend == "vllm":
-                options = {"decode_backend": decoder}
+                options = {"decode_backend": decoder, "frame_cache": cache}
             cfg = ModelEvalConfig(
                 model=model, data=tuple(data), out=out_path, backend=backend, prompt=prompt,
                 policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels,
@@ -343,7 +367,7 @@ def make_tiny_model_command(
     console.print(f"wrote {path}")
 
 
-def _backend(kind: str, model: str, *, base_url: str | None, decoder: str, batch_size: int):
+def _backend(kind: str, model: str, *, base_url: str | None, decoder: str, batch_size: int, frame_cache=None):
     """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
     if kind == "template":
         from vtg_data.lvlm.templates import template_backend
@@ -352,10 +376,12 @@ def _backend(kind: str, model: str, *, base_url: str | None, decoder: str, batch
     from vtg_data.lvlm import make_backend
 
     if kind == "hf":
-        return make_backend("hf", model, decode_backend=decoder, batch_size=batch_size)
+        return make_backend(
+            "hf", model, decode_backend=decoder, batch_size=batch_size, frame_cache=frame_cache
+        )
     if kind == "openai":
         return make_backend("openai", model, base_url=base_url)
-    return make_backend(kind, model, decode_backend=decoder)
+    return make_backend(kind, model, decode_backend=decoder, frame_cache=frame_cache)
 
 
 @build_app.command("coldstart")
@@ -482,6 +508,8 @@ def score_difficulty_command(
     base_url: str | None = typer.Option(None, "--base-url"),
     decoder: str = typer.Option("decord", "--decoder"),
     batch_size: int = typer.Option(4, "--batch-size"),
+    frame_cache: Path | None = _FRAME_CACHE,
+    frame_cache_gib: float = _FRAME_CACHE_GIB,
 ) -> None:
     """k policy rollouts per sample -> IoU statistics and difficulty (resumable, sharded)."""
     import functools
@@ -497,8 +525,9 @@ def score_difficulty_command(
             policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
         )  # fmt: skip
         factory = functools.partial(
-            _backend, backend, model, base_url=base_url, decoder=decoder, batch_size=batch_size
-        )
+            _backend, backend, model, base_url=base_url, decoder=decoder, batch_size=batch_size,
+            frame_cache=_frame_cache(frame_cache, frame_cache_gib),
+        )  # fmt: skip
         if engine == "ray":  # the factory is sent to the workers: one model replica each
             manifest = score_difficulty(cfg, backend_factory=factory)
         else:
@@ -682,6 +711,17 @@ _GRADIENT_CHECKPOINTING = typer.Option(False, "--gradient-checkpointing")
 _PARAM_DTYPE = typer.Option(
     "float32", "--param-dtype", help="Master weights: float32, or bfloat16 to save memory."
 )
+_WORKERS = typer.Option(
+    2, "--num-workers", help="Data-loading processes decoding and preparing ahead (0: none)."
+)
+_PREFETCH = typer.Option(
+    2, "--prefetch", help="Steps each worker prepares ahead (memory: workers x prefetch)."
+)
+_TRAIN_FRAME_CACHE = typer.Option(
+    None,
+    "--frame-cache",
+    help="Decoded clips shared with eval and score-difficulty (default: OUT/frame-cache).",
+)
 
 
 @train_app.command("sft")
@@ -712,6 +752,10 @@ def train_sft_command(
         0, "--micro-batch", help="Examples per forward/backward; 0: the whole batch."
     ),
     param_dtype: str = _PARAM_DTYPE,
+    num_workers: int = _WORKERS,
+    prefetch: int = _PREFETCH,
+    frame_cache: Path | None = _TRAIN_FRAME_CACHE,
+    frame_cache_gib: float = _FRAME_CACHE_GIB,
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(100, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),
@@ -732,7 +776,8 @@ def train_sft_command(
             model=model, data=train, out=out_dir, eval_data=held_out, prompt=prompt, steps=steps, batch_size=batch_size, lr=lr,
             warmup=warmup, seed=seed, freeze_vision=freeze_vision, lora_rank=lora_rank,
             gradient_checkpointing=gradient_checkpointing, eval_every=eval_every, save_every=save_every, resume=resume,
-            stop_after=stop_after, micro_batch=micro_batch, param_dtype=param_dtype,
+            stop_after=stop_after, micro_batch=micro_batch, param_dtype=param_dtype, workers=num_workers,
+            prefetch=prefetch, frame_cache=frame_cache, frame_cache_gib=frame_cache_gib,
             policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
         )  # fmt: skip
         with _progress() as progress:
@@ -796,6 +841,15 @@ def train_rl_command(
         0.3, "--vllm-gpu-memory", help="The vLLM engine's share of the GPU."
     ),
     vllm_max_model_len: int | None = typer.Option(None, "--vllm-max-model-len"),
+    rollout_batching: str = typer.Option(
+        "padded",
+        "--rollout-batching",
+        help="hf rollouts: padded (one batch) or equal-length (a batch per length).",
+    ),
+    num_workers: int = _WORKERS,
+    prefetch: int = _PREFETCH,
+    frame_cache: Path | None = _TRAIN_FRAME_CACHE,
+    frame_cache_gib: float = _FRAME_CACHE_GIB,
     eval_every: int = typer.Option(0, "--eval-every"),
     save_every: int = typer.Option(50, "--save-every"),
     limit: int | None = typer.Option(None, "--limit"),
@@ -817,6 +871,8 @@ def train_rl_command(
             resume=resume, stop_after=stop_after, freeze_vision=freeze_vision, lora_rank=lora_rank,
             gradient_checkpointing=gradient_checkpointing, micro_batch=micro_batch, param_dtype=param_dtype,
             rollouts=rollouts, vllm_gpu_memory=vllm_gpu_memory, vllm_max_model_len=vllm_max_model_len,
+            rollout_batching=rollout_batching, workers=num_workers, prefetch=prefetch, frame_cache=frame_cache,
+            frame_cache_gib=frame_cache_gib,
             policy=SamplingPolicy(fps=fps, max_frames=max_frames, min_pixels=min_pixels, max_pixels=max_pixels),
         )  # fmt: skip
         if preset:

@@ -91,6 +91,43 @@ def decoded_frame_kwargs(processor) -> dict:
     return kwargs
 
 
+def video_metadata(clip):
+    """The processor's ``VideoMetadata`` of a decoded clip: native fps, frame count and the indices
+    taken, so the model's time embedding is the clip's real timing."""
+    from transformers.video_utils import VideoMetadata
+
+    plan = clip.plan
+    return VideoMetadata(
+        total_num_frames=plan.native_frames,
+        fps=plan.native_fps,
+        width=plan.width,
+        height=plan.height,
+        duration=plan.duration,
+        video_backend=clip.backend,
+        frames_indices=list(plan.indices),
+    )
+
+
+def processor_inputs(processor, batch: Sequence[tuple[Request, object]]):
+    """Processor inputs (CPU tensors) for a batch of (request, clip); the chat template adds the
+    video tokens. Needs only the processor, so data-loading workers can run it."""
+    texts = [
+        processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+        for request, _ in batch
+    ]
+    clips = [clip for _, clip in batch if clip is not None]
+    kwargs = {}
+    if clips:
+        if len(clips) != len(batch):
+            raise ValueError("a batch mixes requests with and without video")
+        kwargs = {
+            "videos": [clip.frames for clip in clips],
+            "video_metadata": [video_metadata(clip) for clip in clips],
+            **decoded_frame_kwargs(processor),
+        }
+    return processor(text=texts, return_tensors="pt", padding=True, **kwargs)
+
+
 def rope_owner(model):
     """The module that caches ``rope_deltas`` (Qwen-VL's position offset after the video), found
     through any wrapper (peft, accelerate, DDP), or None for models without one."""
@@ -198,37 +235,11 @@ class HFBackend(InferenceBackend):
                 yield from self._run_batch(item, params, on_response)
 
     def metadata(self, clip):
-        from transformers.video_utils import VideoMetadata
-
-        plan = clip.plan
-        return VideoMetadata(
-            total_num_frames=plan.native_frames,
-            fps=plan.native_fps,
-            width=plan.width,
-            height=plan.height,
-            duration=plan.duration,
-            video_backend=clip.backend,
-            frames_indices=list(plan.indices),
-        )
+        return video_metadata(clip)
 
     def prepare(self, batch: list[tuple[Request, object]]):
-        """Processor inputs for a batch of (request, clip); the chat template adds the video tokens."""
-        texts = [
-            self.processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
-            for request, _ in batch
-        ]
-        clips = [clip for _, clip in batch if clip is not None]
-        kwargs = {}
-        if clips:
-            if len(clips) != len(batch):
-                raise ValueError("a batch mixes requests with and without video")
-            kwargs = {
-                "videos": [clip.frames for clip in clips],
-                "video_metadata": [self.metadata(clip) for clip in clips],
-                **decoded_frame_kwargs(self.processor),
-            }
-        inputs = self.processor(text=texts, return_tensors="pt", padding=True, **kwargs)
-        return inputs.to(self.device)
+        """Processor inputs for a batch of (request, clip), on the model's device."""
+        return processor_inputs(self.processor, batch).to(self.device)
 
     def _run_batch(self, batch, params: GenerationParams, on_response) -> Iterator[Response]:
         start = time.perf_counter()
@@ -264,14 +275,19 @@ class HFBackend(InferenceBackend):
     def generate_ids(self, batch, params: GenerationParams):
         """The generated token ids (n rows per prompt, padded after the end of turn) and the
         prompt lengths; ``sample`` decodes them, trainers score them."""
+        return self.generate_from_inputs(self.prepare(batch), [request.uid for request, _ in batch], params)
+
+    def generate_from_inputs(self, inputs, uids: Sequence[str], params: GenerationParams):
+        """``generate_ids`` on processor inputs already made (left-padded, on the device): trainers
+        prepare prompts ahead in their data-loading workers."""
         torch = self.torch
-        inputs = self.prepare(batch)
+        inputs = dict(inputs)
         ids = inputs.pop("input_ids")
         mask = inputs.pop("attention_mask")
         token_types = inputs.pop("mm_token_type_ids", None)
         prompt_tokens = mask.sum(dim=1).tolist()
         n = params.n
-        seed_text = "|".join(request.uid for request, _ in batch) + f"|{params.seed}"
+        seed_text = "|".join(uids) + f"|{params.seed}"
         torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
         generation = {
             "max_new_tokens": params.max_tokens,

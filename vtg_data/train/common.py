@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,17 @@ from vtg_data.grounding.parse import parse_answer
 from vtg_data.lvlm import GenerationParams
 from vtg_data.lvlm.hf import HFBackend
 from vtg_data.stages.common import write_json_atomic
-from vtg_data.train.data import Example, VideoInputs
+from vtg_data.train.data import (  # noqa: F401  (batch_indices: the trainers import it from here)
+    Example,
+    PreparedExamples,
+    SFTCollator,
+    StepBatches,
+    VideoInputs,
+    batch_indices,
+    epoch_order,
+    step_loader,
+)
+from vtg_data.video import FrameCache
 
 
 def lr_lambda(warmup: int, steps: int, floor: float):
@@ -32,23 +43,6 @@ def lr_lambda(warmup: int, steps: int, floor: float):
         return max(floor, 1.0 - (1.0 - floor) * progress)
 
     return factor
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The example order of an epoch: a function of (seed, epoch) only, so a resume replays it."""
-    order = list(range(n))
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
-    return order
-
-
-def batch_indices(n: int, batch: int, step: int, seed: int) -> list[int]:
-    """Examples of a step: consecutive slices of the per-epoch orders."""
-    start = step * batch
-    out = []
-    while len(out) < batch:
-        epoch, offset = divmod(start + len(out), n)
-        out.append(epoch_order(n, seed, epoch)[offset])
-    return out
 
 
 def micro_batches(n: int, size: int) -> list[range]:
@@ -164,6 +158,7 @@ def restore(folder: Path, model, optimizer, scheduler) -> int:
 def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Example], max_tokens: int = 32,
                       samples: int = 1, temperature: float = 0.0, accelerator=None) -> dict[str, float]:  # fmt: skip
     """Held-out mIoU (and R1@0.5, well-formed rate) through the inference backend, as eval does.
+    Clips are decoded (or read from the frame cache) 16 at a time and dropped after use.
 
     With an ``accelerator`` of several processes, each scores its share of the examples and the
     sums are reduced (every process gets the result). The shares are padded to the same length so
@@ -172,13 +167,13 @@ def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Ex
     backend.model.eval()
     params = GenerationParams(n=samples, temperature=temperature, max_tokens=max_tokens)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
-    mine = examples[rank::world]
+    mine = list(examples[rank::world])
     share = -(-len(examples) // world)
-    padded = mine + examples[: share - len(mine)]  # the padding is scored and thrown away
-    batch = [(inputs.request(e), inputs.clip(e.video)) for e in padded]
+    padded = mine + list(examples[: share - len(mine)])  # the padding is scored and thrown away
     texts = []
-    for start in range(0, len(batch), 16):
-        chunk, _ = backend.sample(batch[start : start + 16], params)
+    for start in range(0, len(padded), 16):  # 16 clips in memory at a time, from the frame cache
+        batch = [(inputs.request(e), inputs.clip(e.video)) for e in padded[start : start + 16]]
+        chunk, _ = backend.sample(batch, params)
         texts += chunk
     iou_sum = hits = formed = count = 0.0
     for example, outputs in zip(mine, texts[: len(mine)], strict=True):
@@ -233,6 +228,7 @@ class Run:
     source: str
     log: MetricsLog | None
     reference: Any = None
+    skipped_uids: set = field(default_factory=set)
 
     @property
     def bare(self):
@@ -264,6 +260,19 @@ class Run:
         over all processes' tokens. Gradients are averaged over processes, hence the process count:
         several processes then take exactly the step one process would."""
         return self.accelerator.num_processes / max(self.total(tokens), 1.0)
+
+    def steps(self, cfg, per_step: int, last: int, *, sft: bool, keep_clip: bool = False):
+        """This process's share of steps ``start_step``..``last - 1`` from a loader whose workers
+        decode and prepare ahead (``cfg.workers``, ``cfg.prefetch``): an ``SFTStep`` per step for
+        SFT (micro-batches collated in the worker), else the list of prepared examples."""
+        dataset = PreparedExamples(self.examples, self.inputs, sft=sft, keep_clip=keep_clip,
+                                   keep_bytes=cfg.keep_prepared_mib * 2**20)  # fmt: skip
+        batches = StepBatches(len(self.examples), per_step, cfg.seed, self.start_step, last,
+                              self.accelerator.process_index, self.accelerator.num_processes)  # fmt: skip
+        collate_fn = (
+            SFTCollator(self.backend.processor.tokenizer.pad_token_id, cfg.micro_batch) if sft else None
+        )
+        return step_loader(dataset, batches, cfg.workers, cfg.prefetch, collate_fn)
 
     def evaluate(self, cfg) -> dict[str, float]:
         return evaluate_examples(self.backend, self.inputs, self.held_out, cfg.eval_max_tokens,
@@ -337,7 +346,7 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
     prepare_model(backend, cfg)
     reference = starting_model(cfg, backend, resumed=checkpoint is not None) if with_reference else None
     examples, held_out = load_run_data(cfg)
-    inputs = VideoInputs(backend, cfg.policy)
+    inputs = VideoInputs(backend, cfg.policy, frame_cache(cfg))
     optimizer = torch.optim.AdamW(
         [p for p in backend.model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
@@ -388,3 +397,32 @@ def end_run(cfg, run: Run, last: int, history: list) -> dict[str, Any]:
         summary = {k: v for k, v in result.items() if k not in ("history", "main_process")}
         write_json_atomic(cfg.out / "summary.json", summary)
     return result
+
+
+def frame_cache(cfg) -> FrameCache:
+    """The run's frame cache: ``--frame-cache DIR`` (shared with eval and scoring), else a folder in
+    the run; bounded to ``frame_cache_gib``, least recently used clips evicted first."""
+    folder = cfg.frame_cache if cfg.frame_cache is not None else cfg.out / "frame-cache"
+    return FrameCache(folder, max_bytes=int(cfg.frame_cache_gib * 2**30))
+
+
+def record_skipped(cfg, run: Run, step: int, items: list) -> int:
+    """Examples skipped for a damaged video in this step: appended to ``skipped.jsonl`` (each uid
+    once per run and process), counted over all processes for the metrics."""
+    skipped = [(uid, why) for item in items for uid, why in item.skipped]
+    fresh = [(uid, why) for uid, why in skipped if uid not in run.skipped_uids]
+    if fresh:
+        lines = "".join(json.dumps({"step": step, "uid": uid, "error": why}) + "\n" for uid, why in fresh)
+        with open(cfg.out / "skipped.jsonl", "a") as sink:  # one short append per step: lines stay whole
+            sink.write(lines)
+            sink.flush()
+            os.fsync(sink.fileno())
+        run.skipped_uids.update(uid for uid, _ in fresh)
+    return int(run.total(len(skipped)))
+
+
+def cache_counts(run: Run, items: list) -> dict[str, int]:
+    """Frame-cache hits and decodes of a step's examples, over all processes."""
+    hits = sum(1 for item in items if item.cache_hit)
+    decoded = sum(1 for item in items if item.cache_hit is False)
+    return {"frames_cached": int(run.total(hits)), "frames_decoded": int(run.total(decoded))}

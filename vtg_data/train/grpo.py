@@ -24,6 +24,7 @@ import torch
 
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
+from vtg_data.train.rollouts import BATCHINGS
 from vtg_data.train.sft import TrainData, TrainerOptions, batch_key
 from vtg_data.video import SamplingPolicy
 
@@ -50,6 +51,7 @@ class GRPOConfig(TrainerOptions):
     rollouts: str = "hf"  # hf: the policy samples itself; vllm: an in-process vLLM engine, synced every step
     vllm_gpu_memory: float = 0.3  # the engine's share of the GPU memory (the trainer needs the rest)
     vllm_max_model_len: int | None = None
+    rollout_batching: str = "padded"  # hf rollouts: one left-padded batch, or one batch per prompt length
     save_every: int = 50
 
     def __post_init__(self) -> None:
@@ -60,6 +62,8 @@ class GRPOConfig(TrainerOptions):
             raise ValueError("GRPO needs k >= 2 rollouts per prompt")
         if self.rollouts not in ("hf", "vllm"):
             raise ValueError(f"rollouts must be 'hf' or 'vllm', not {self.rollouts!r}")
+        if self.rollout_batching not in BATCHINGS:
+            raise ValueError(f"rollout_batching must be one of {BATCHINGS}")
 
 
 PRESET_CONFIGS = {
@@ -144,7 +148,7 @@ def make_rollouts(cfg: GRPOConfig, run):
     from vtg_data.train.rollouts import PolicyRollouts, VLLMRollouts
 
     if cfg.rollouts == "hf":
-        return PolicyRollouts(run.backend)
+        return PolicyRollouts(run.backend, cfg.rollout_batching)
     if run.accelerator.num_processes > 1:
         raise ValueError(
             "--rollouts vllm runs one engine beside one trainer process; with several processes use --rollouts hf"
@@ -160,7 +164,15 @@ def make_rollouts(cfg: GRPOConfig, run):
 def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is
     loaded; ``rollouts`` passes a rollout engine already built (else ``cfg.rollouts`` names one)."""
-    from vtg_data.train.common import batch_indices, end_run, end_step, micro_batches, start_run
+    from vtg_data.train.common import (
+        batch_indices,
+        cache_counts,
+        end_run,
+        end_step,
+        micro_batches,
+        record_skipped,
+        start_run,
+    )
 
     run = start_run(cfg, "train rl", cfg.prompts_per_step, backend, with_reference=cfg.beta > 0)
     engine = rollouts if rollouts is not None else make_rollouts(cfg, run)
@@ -180,16 +192,17 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
     )
     history = []
     began = time.perf_counter()
-    for step in range(run.start_step, last):
+    # this process's prompts of each step (each prompt's group stays whole), prepared ahead by the
+    # loader's workers; the frames themselves only for an engine that decodes from them (vLLM)
+    loader = run.steps(cfg, cfg.prompts_per_step, last, sft=False, keep_clip=engine.needs_clips)
+    for step, items in zip(range(run.start_step, last), loader, strict=True):
         step_began = time.perf_counter()
-        everyone = [
-            run.examples[i] for i in batch_indices(len(run.examples), cfg.prompts_per_step, step, cfg.seed)
-        ]
-        picked = run.shard(everyone)  # this process's prompts; each prompt's group stays whole
-        batch = [(inputs.request(ex), inputs.clip(ex.video)) for ex in picked]
+        scheduled = run.examples.uids(batch_indices(len(run.examples), cfg.prompts_per_step, step, cfg.seed))
+        picked = [item.example for item in items]
+        batch = [(inputs.request(item.example), item.clip) for item in items]
         model.eval()
         params_step = replace(params, seed=cfg.seed * 100_003 + step)  # the prompts' uids vary it per process
-        prompts = [inputs.prompt(ex) for ex in picked]
+        prompts = [item.prompt for item in items]
         syncing = time.perf_counter()
         engine.sync(run.bare)
         synced = time.perf_counter()
@@ -261,7 +274,9 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
             "entropy": run.mean(totals["entropy"]),
             "loss": run.mean(totals["loss"]),
             "lr": run.scheduler.get_last_lr()[0],
-            "batch": batch_key([ex.uid for ex in everyone]),
+            "batch": batch_key(scheduled),
+            "skipped": record_skipped(cfg, run, step + 1, items),
+            **cache_counts(run, items),
             "rollout_seconds": round(rolled_out - step_began, 3),  # the weight sync included
             "sync_seconds": round(synced - syncing, 3),
             "update_seconds": round(time.perf_counter() - rolled_out, 3),

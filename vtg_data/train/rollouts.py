@@ -34,13 +34,26 @@ def completion_rows(ids: torch.Tensor, eos: int, pad: int) -> list[torch.Tensor]
     return rows
 
 
+BATCHINGS = ("padded", "equal-length")
+
+
 class PolicyRollouts:
-    """Rollouts from the policy being trained (the inference backend around it)."""
+    """Rollouts from the policy being trained (the inference backend around it), generated from
+    the prompt tensors the data loader prepared (no second pass through the processor).
+
+    ``batching``: ``padded`` generates all prompts of a step in one left-padded batch;
+    ``equal-length`` runs one batch per prompt length, without padding (on a GPU a padding mask
+    sends attention to a slower path: benchmarks/RESULTS.md), in more generate calls.
+    """
 
     name = "hf"
+    needs_clips = False
 
-    def __init__(self, backend):
+    def __init__(self, backend, batching: str = "padded"):
+        if batching not in BATCHINGS:
+            raise ValueError(f"rollout batching must be one of {BATCHINGS}")
         self.backend = backend
+        self.batching = batching
 
     def sync(self, model) -> None:
         """Nothing to do: the policy samples itself."""
@@ -48,9 +61,30 @@ class PolicyRollouts:
     def sample(
         self, batch: Sequence[tuple], params: GenerationParams, prompts: Sequence[dict]
     ) -> list[torch.Tensor]:
-        generated, _ = self.backend.generate_ids(list(batch), params)
+        from vtg_data.train.data import left_pad
+
         tokenizer = self.backend.processor.tokenizer
-        return completion_rows(generated.cpu(), tokenizer.eos_token_id, tokenizer.pad_token_id)
+        if self.batching == "padded":
+            groups = [list(range(len(prompts)))]
+        else:
+            by_length: dict[int, list[int]] = {}
+            for i, prompt in enumerate(prompts):
+                by_length.setdefault(int(prompt["input_ids"].shape[1]), []).append(i)
+            groups = list(by_length.values())
+        rows: list[torch.Tensor | None] = [None] * (len(prompts) * params.n)
+        for group in groups:
+            inputs = {
+                k: v.to(self.backend.device)
+                for k, v in left_pad([prompts[i] for i in group], tokenizer.pad_token_id).items()
+            }
+            uids = [batch[i][0].uid for i in group]
+            generated, _ = self.backend.generate_from_inputs(inputs, uids, params)
+            done = completion_rows(generated.cpu(), tokenizer.eos_token_id, tokenizer.pad_token_id)
+            for position, i in enumerate(group):
+                rows[i * params.n : (i + 1) * params.n] = done[
+                    position * params.n : (position + 1) * params.n
+                ]
+        return rows
 
 
 def policy_weights(model) -> dict[str, torch.Tensor]:
@@ -100,6 +134,7 @@ class VLLMRollouts:
     """
 
     name = "vllm"
+    needs_clips = True  # the engine runs its own processor on the frames
 
     def __init__(self, model: str, processor, suppress_tokens: Sequence[int], *, gpu_memory_utilization: float = 0.3,
                  max_model_len: int | None = None, engine_options: dict | None = None, llm: Any = None,

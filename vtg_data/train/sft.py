@@ -59,9 +59,20 @@ class TrainerOptions:
     eval_max_tokens: int = 32
     resume: bool = False
     stop_after: int | None = None  # stop early at this step (the schedule still spans ``steps``)
+    workers: int = 2  # data-loading processes decoding and preparing examples ahead of the step
+    prefetch: int = 2  # steps each worker prepares ahead: memory is bounded by workers x prefetch
+    frame_cache: Path | None = (
+        None  # decoded clips on disk, shared with eval and scoring (default: OUT/frame-cache)
+    )
+    frame_cache_gib: float = 16.0  # the cache's size bound; least recently used clips go first
+    keep_prepared_mib: int = 512  # prepared examples kept per process for later epochs (LRU; 0: none)
 
     def __post_init__(self) -> None:
         check_param_dtype(self.param_dtype)
+        if self.workers < 0 or self.prefetch < 1 or self.frame_cache_gib <= 0 or self.keep_prepared_mib < 0:
+            raise ValueError(
+                "need workers >= 0, prefetch >= 1, frame_cache_gib > 0 and keep_prepared_mib >= 0"
+            )
 
 
 @dataclass(frozen=True)
@@ -139,31 +150,34 @@ def batch_key(uids: list[str]) -> str:
 def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
     """Train; ``backend`` passes a model already in memory (an ``HFBackend``), else ``cfg.model`` is loaded."""
     from vtg_data.lvlm.hf import rope_owner
-    from vtg_data.train.common import batch_indices, end_run, end_step, micro_batches, start_run
-    from vtg_data.train.data import collate
+    from vtg_data.train.common import (
+        batch_indices,
+        cache_counts,
+        end_run,
+        end_step,
+        record_skipped,
+        start_run,
+    )
 
     run = start_run(cfg, "train sft", cfg.batch_size, backend)
-    examples, model, accelerator = run.examples, run.model, run.accelerator
-    features = {
-        ex.uid: run.inputs.sft_example(ex) for ex in examples
-    }  # every video decoded and processed once
-    pad = run.backend.processor.tokenizer.pad_token_id
+    model, accelerator = run.model, run.accelerator
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
     task = (
         progress.add_task("sft", total=last, completed=run.start_step) if progress and run.is_main else None
     )
     history = []
     began = time.perf_counter()
-    for step in range(run.start_step, last):
+    # examples are decoded, prepared and collated ahead by the loader's workers, step by step
+    for step, prepared in zip(
+        range(run.start_step, last), run.steps(cfg, cfg.batch_size, last, sft=True), strict=True
+    ):
         model.train()
-        picked = [examples[i] for i in batch_indices(len(examples), cfg.batch_size, step, cfg.seed)]
-        rows = [features[ex.uid] for ex in run.shard(picked)]
-        scale = run.token_scale(sum(int((row["labels"][1:] != -100).sum()) for row in rows))
+        items = prepared.items
+        scheduled = run.examples.uids(batch_indices(len(run.examples), cfg.batch_size, step, cfg.seed))
+        scale = run.token_scale(sum(int((part["labels"][:, 1:] != -100).sum()) for part in prepared.parts))
         loss = 0.0
-        for part in micro_batches(len(rows), cfg.micro_batch):
-            batch = {
-                k: v.to(accelerator.device) for k, v in collate(rows[part.start : part.stop], pad).items()
-            }
+        for part in prepared.parts:  # micro-batches of cfg.micro_batch examples
+            batch = {k: v.to(accelerator.device) for k, v in part.items()}
             inner = rope_owner(model)
             if inner is not None:
                 inner.rope_deltas = None  # positions of another call must not leak into this forward
@@ -178,6 +192,7 @@ def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
         run.scheduler.step()
         run.optimizer.zero_grad(set_to_none=True)
         record = {"step": step + 1, "loss": run.mean(loss), "lr": run.scheduler.get_last_lr()[0],
-                  "batch": batch_key([ex.uid for ex in picked]), "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
+                  "batch": batch_key(scheduled), "skipped": record_skipped(cfg, run, step + 1, items),
+                  **cache_counts(run, items), "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
         end_step(cfg, run, step + 1, record, history, progress, task)
     return end_run(cfg, run, last, history)

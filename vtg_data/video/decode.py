@@ -233,6 +233,7 @@ class _DecodeWorker:
     def __init__(self) -> None:
         self.process = None
         self.conn = None
+        self.pid = os.getpid()  # a forked copy (a data-loading worker) must start its own decoder
 
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")
@@ -288,7 +289,7 @@ _WORKERS = threading.local()
 def _isolated(decode, path: str, plan: SamplingPlan, timeout: float):
     """Decode in this thread's worker process, so a hang is killed after ``timeout`` seconds."""
     worker = getattr(_WORKERS, "worker", None)
-    if worker is None:
+    if worker is None or worker.pid != os.getpid():
         worker = _WORKERS.worker = _DecodeWorker()
     return worker.run(decode, path, plan, timeout)
 

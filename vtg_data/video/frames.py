@@ -7,6 +7,7 @@ and the backend, so a changed file or policy never returns stale frames.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,10 +26,21 @@ def video_identity(path: Path) -> str:
 
 
 class FrameCache:
-    """Decoded clips as ``.npz`` files under ``folder``, written atomically."""
+    """Decoded clips as ``.npz`` files under ``folder``, written atomically, shared by every stage.
 
-    def __init__(self, folder: str | Path):
+    Evaluation, difficulty scoring and training key a clip the same way (the file's identity, the
+    sampling policy with the model's patch grid, the decoder), so a video one stage decoded is
+    read back by the next. ``max_bytes`` bounds the folder: when a write takes it past the bound,
+    the least recently used clips (a hit refreshes a file's modification time) are deleted down
+    to 90% of it. ``hits``/``misses`` count this process's lookups.
+    """
+
+    def __init__(self, folder: str | Path, max_bytes: int | None = None):
         self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self.hits = 0
+        self.misses = 0
+        self._size: int | None = None  # bytes under the folder, measured once, then tracked
 
     def _file(self, path: Path, policy: SamplingPolicy, backend: str) -> Path:
         key = hashlib.sha256(f"{video_identity(path)}|{policy.key()}|{backend}".encode()).hexdigest()
@@ -36,13 +48,20 @@ class FrameCache:
 
     def get(self, path: Path, policy: SamplingPolicy, backend: str) -> DecodedClip | None:
         file = self._file(path, policy, backend)
-        if not file.is_file():
+        try:
+            data = np.load(file)
+        except (FileNotFoundError, OSError, ValueError):  # absent, evicted meanwhile, or torn
+            self.misses += 1
             return None
-        with np.load(file) as data:
+        with data:
             fields = json.loads(str(data["plan"]))
             fields["indices"], fields["timestamps"] = tuple(fields["indices"]), tuple(fields["timestamps"])
             plan = SamplingPlan(**fields)
-            return DecodedClip(data["frames"], data["timestamps"], float(data["fps"]), plan, backend)
+            clip = DecodedClip(data["frames"], data["timestamps"], float(data["fps"]), plan, backend)
+        self.hits += 1
+        with contextlib.suppress(OSError):  # evicted meanwhile by another process
+            os.utime(file)  # recently used: evicted last
+        return clip
 
     def put(self, path: Path, policy: SamplingPolicy, clip: DecodedClip) -> None:
         file = self._file(path, policy, clip.backend)
@@ -52,7 +71,39 @@ class FrameCache:
             tmp, frames=clip.frames, timestamps=clip.timestamps, fps=clip.fps,
             plan=json.dumps(clip.plan.__dict__),
         )  # fmt: skip
+        written = tmp.stat().st_size
         tmp.replace(file)
+        if self.max_bytes is not None:
+            self._size = self._measure() if self._size is None else self._size + written
+            if self._size > self.max_bytes:
+                self._evict(keep=file)
+
+    def _entries(self) -> list[tuple[float, int, Path]]:
+        entries = []
+        for file in self.folder.glob("*/*.npz"):
+            try:
+                stat = file.stat()
+            except FileNotFoundError:
+                continue
+            entries.append((stat.st_mtime, stat.st_size, file))
+        return entries
+
+    def _measure(self) -> int:
+        return sum(size for _, size, _ in self._entries())
+
+    def _evict(self, keep: Path) -> None:
+        """Delete the least recently used clips until the folder is at 90% of its bound."""
+        entries = sorted(self._entries())
+        total = sum(size for _, size, _ in entries)
+        target = 0.9 * self.max_bytes
+        for _, size, file in entries:
+            if total <= target:
+                break
+            if file == keep:
+                continue
+            file.unlink(missing_ok=True)
+            total -= size
+        self._size = total
 
 
 def load_clips(
