@@ -162,3 +162,22 @@ def test_the_frame_cache_is_bounded_and_evicts_the_least_recently_used(root, tmp
     assert cache.get(videos[2], POLICY, clips[2].backend) is not None
     assert sum(p.stat().st_size for p in (tmp_path / "cache").glob("*/*.npz")) <= 2.5 * one
     assert (cache.hits, cache.misses) == (3, 1)
+
+
+def test_rollouts_per_prompt_length_equal_the_padded_batch(root, init):
+    from vtg_data.lvlm import GenerationParams
+    from vtg_data.lvlm.hf import HFBackend
+    from vtg_data.train.data import VideoInputs, load_examples
+    from vtg_data.train.rollouts import PolicyRollouts
+
+    backend = HFBackend(init)
+    inputs = VideoInputs(backend, POLICY)
+    examples = list(load_examples(data(root).path, video_root=root / "videos", prompt="compact", limit=4))
+    prompts = [inputs.prompt(e) for e in examples]
+    assert len({p["input_ids"].shape[1] for p in prompts}) > 1  # lengths differ: the padded path pads
+    batch = [(inputs.request(e), None) for e in examples]
+    params = GenerationParams(n=2, temperature=0.0, max_tokens=6)
+    padded = PolicyRollouts(backend, "padded").sample(batch, params, prompts)
+    grouped = PolicyRollouts(backend, "equal-length").sample(batch, params, prompts)
+    assert len(grouped) == len(padded) == 2 * len(examples)
+    assert [r.tolist() for r in grouped] == [r.tolist() for r in padded]  # same rows, in prompt order
