@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat server on 127.0.0.1 that answers with a real (tiny) model.
 
 Faults are injected per query text: ``server.faults[query] = ["500", "timeout", "malformed",
-"drop", "429"]`` are used up one per request, in order; queries in ``server.broken`` always get
+"drop", "429", "429long"]`` are used up one per request, in order; queries in ``server.broken`` always get
 a 500. Every request body is kept in ``server.bodies`` for assertions.
 """
 
@@ -51,6 +51,8 @@ class ModelServer:
                     return self.reply(400, b'{"error": "bad request: unknown field"}')
                 if fault == "429":
                     return self.reply(429, b'{"error": "slow down"}', {"Retry-After": "0.1"})
+                if fault == "429long":
+                    return self.reply(429, b'{"error": "slow down"}', {"Retry-After": "2"})
                 if fault == "timeout":
                     time.sleep(server.slow_seconds)
                     return self.reply(200, b"{}")

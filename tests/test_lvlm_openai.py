@@ -94,3 +94,12 @@ def test_client_errors_are_not_retried(server, video):
     wrong_route = OpenAIBackend("tiny", base_url=server.url.replace("/v1", "/nope"), retries=3, backoff=0.01)
     (response,) = wrong_route.generate([req("b", video, "x")], GenerationParams(max_tokens=4))
     assert response.status == "failed" and "HTTP 404" in response.error
+
+
+def test_a_request_backing_off_gives_its_slot_to_the_next(server, video):
+    server.faults["qwaits"] = ["429long"]  # Retry-After: 2 s
+    requests = [req(q, video, q) for q in ("qwaits", "qnext", "qlast")]
+    order = [r.uid for r in backend(server, concurrency=1).generate(requests, GenerationParams(max_tokens=4))]
+    # with one slot, the two others are answered while the first waits out its 2 s
+    assert order == ["qnext", "qlast", "qwaits"]
+    assert server.attempts["qwaits"] == 2

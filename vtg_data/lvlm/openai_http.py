@@ -173,39 +173,41 @@ class OpenAIBackend(InferenceBackend):
         async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as client:
 
             async def one(request: Request) -> None:
-                async with limit:
-                    put(await self._answer(client, request, params))
+                put(await self._answer(client, request, params, limit))
 
             await asyncio.gather(*(one(r) for r in requests))
 
-    async def _answer(self, client, request: Request, params: GenerationParams) -> Response:
+    async def _answer(self, client, request: Request, params: GenerationParams, limit) -> Response:
         start = time.perf_counter()
         try:
             if self.n_mode == "param":
-                texts, prompt_tokens = await self._call(client, request, params, params.n)
+                texts, prompt_tokens = await self._call(client, request, params, params.n, limit)
             else:
                 texts, prompt_tokens = [], None
                 for k in range(params.n):
                     one_params = GenerationParams(
                         1, params.temperature, params.top_p, params.max_tokens, params.seed + k
                     )
-                    more, prompt_tokens = await self._call(client, request, one_params, 1)
+                    more, prompt_tokens = await self._call(client, request, one_params, 1, limit)
                     texts += more
         except (_Fatal, OSError) as exc:
             return Response(request.uid, status="failed", error=str(exc), seconds=time.perf_counter() - start)
         return Response(request.uid, texts, prompt_tokens=prompt_tokens, seconds=time.perf_counter() - start)
 
     async def _call(
-        self, client, request: Request, params: GenerationParams, n: int
+        self, client, request: Request, params: GenerationParams, n: int, limit
     ) -> tuple[list[str], int | None]:
+        """One completion call with retries. A slot of ``limit`` is held only while the body is built
+        and the request is in flight: a request backing off gives its slot to the next one, so
+        faults do not lower the real concurrency."""
         import httpx
 
-        body = self.body(request, params, n)
         url = f"{self.base_url}/chat/completions"
         last = "no attempt"
         for attempt in range(self.retries + 1):
             try:
-                response = await client.post(url, content=json.dumps(body))
+                async with limit:  # the body (the encoded video) exists only inside the slot
+                    response = await client.post(url, content=json.dumps(self.body(request, params, n)))
                 return self._parse(response, n)
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
