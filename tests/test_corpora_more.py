@@ -299,7 +299,7 @@ def test_download_list_shows_every_corpus():
     from typer.testing import CliRunner
 
     from vtg_data.cli import app
-    from vtg_data.corpora import catalogue
+    from vtg_data.fetch.catalogue import catalogue
 
     result = CliRunner().invoke(app, ["download", "--list"], env={"COLUMNS": "250"})
     assert result.exit_code == 0, result.output

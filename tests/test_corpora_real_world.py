@@ -227,7 +227,7 @@ def test_queryd_missing_duration_comes_from_the_video_when_it_is_there(tmp_path)
 
 
 def test_download_list_names_the_splits_each_source_has():
-    from vtg_data.corpora import catalogue
+    from vtg_data.fetch.catalogue import catalogue
 
     entries = {e["corpus"]: e for e in catalogue()}
     assert entries["queryd"]["splits"] == ["train", "val"]  # VideoMind's lists: train_list, val_list

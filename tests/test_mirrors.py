@@ -14,7 +14,7 @@ from fakehub import FakeHub  # noqa: E402
 from videos import timecode_video  # noqa: E402
 
 from vtg_data.cli import app  # noqa: E402
-from vtg_data.mirrors import part_pattern  # noqa: E402
+from vtg_data.fetch.mirrors import part_pattern  # noqa: E402
 
 REPO = "yeliudev/VideoMind-Dataset"
 
@@ -28,7 +28,7 @@ def hirest_split(duration: float, bounds: list[int]) -> bytes:
 @pytest.fixture()
 def hub_client(offline_hub_client, monkeypatch):
     """The loopback hub, and no waiting between the downloader's retries."""
-    monkeypatch.setattr("vtg_data.mirrors.RETRY_BACKOFF", 0.0)
+    monkeypatch.setattr("vtg_data.fetch.mirrors.RETRY_BACKOFF", 0.0)
 
 
 def tar_parts(tmp_path, video, n_parts=2) -> list[bytes]:

@@ -131,7 +131,7 @@ def download(
 
 
 def _print_catalogue() -> None:
-    from vtg_data.corpora import catalogue
+    from vtg_data.fetch.catalogue import catalogue
 
     table = Table(title="corpora")
     for column in ("corpus", "task", "splits", "benchmark splits", "videos", "--mirror", "licence"):
@@ -230,7 +230,9 @@ def eval_command(
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy."),
     limit: int | None = typer.Option(None, "--limit", help="Only the first N queries."),
     video_root: Path | None = typer.Option(
-        None, "--video-root", help="Folder the tables' video_path is relative to."
+        None,
+        "--video-root",
+        help="The data root's videos/ folder (a row's video: <video-root>/<source>/<video_path>).",
     ),
     state_duration: bool = typer.Option(
         False, "--state-duration", help="Tell the model the video's length in the prompt."
@@ -503,7 +505,9 @@ def score_difficulty_command(
     max_pixels: int = typer.Option(768 * 28 * 28, "--max-pixels"),
     limit: int | None = typer.Option(None, "--limit"),
     video_root: Path | None = typer.Option(
-        None, "--video-root", help="Folder the tables' video_path is relative to."
+        None,
+        "--video-root",
+        help="The data root's videos/ folder (a row's video: <video-root>/<source>/<video_path>).",
     ),
     base_url: str | None = typer.Option(None, "--base-url"),
     decoder: str = typer.Option("decord", "--decoder"),
@@ -960,7 +964,7 @@ def demo(
     _invoke(
         score_difficulty_command, data=[root / "coldstart" / "data"], model=str(model_dir), out_dir=root / "difficulty",
         k=4, max_tokens=32, fps=1.0, max_frames=16, min_pixels=28 * 28, max_pixels=112 * 112, shards=2,
-        video_root=root / "videos" / "synthetic",
+        video_root=root / "videos",
     )  # fmt: skip
     console.print("[bold]8. RL set: difficulty bins from the scores[/bold]")
     _invoke(build_rl_command, scores=root / "difficulty", out_dir=root / "rl", policy=["bins"])

@@ -114,6 +114,13 @@ class CorpusAdapter(ABC):
     # Splits that are evaluation benchmarks: split -> membership tag put in every row's ``benchmarks``
     # (leakage checks and the cold-start leakage rule key on these tags across sources).
     benchmark_splits: ClassVar[dict[str, str]] = {}
+    # Download options that change this corpus's normalized rows (``DownloadConfig`` fields, passed
+    # to ``record_rows`` in ``ParseContext.options`` and part of each split's fingerprint).
+    option_names: ClassVar[tuple[str, ...]] = ()
+    # How to get the files when no download location is known (said in the error).
+    files_hint: ClassVar[str] = ""
+    # Made here rather than downloaded (``generate`` writes the files and the videos).
+    generated: ClassVar[bool] = False
 
     @abstractmethod
     def native_files(self, split: str) -> list[NativeFile]:
@@ -126,6 +133,10 @@ class CorpusAdapter(ABC):
     @abstractmethod
     def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
         """The normalized rows of one native record; raises RecordError naming the problem."""
+
+    def generate(self, raw: Path, videos: Path, settings: Any, progress=None) -> list[str]:
+        """A generated corpus: write its native files and videos; the splits now present."""
+        raise TypeError(f"{self.name} is downloaded, not generated")
 
     def video_candidates(self, video_id: str) -> list[str]:
         """File names under the video root that may hold ``video_id``, best first."""

@@ -50,6 +50,7 @@ class DiDeMo(CorpusAdapter):
     licence = "annotations BSD-2-Clause; each video has its own Creative Commons licence (video_licenses.txt)"
     homepage = "https://github.com/LisaAnne/LocalizingMoments"
     duration_from_probe = True
+    option_names = ("didemo_consolidation",)
     video_sources = (
         VideoSource(
             "YFCC100M multimedia-commons bucket, one file per video keyed by yfcc100m_hash.txt",

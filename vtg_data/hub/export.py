@@ -32,6 +32,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vtg_data import __version__
+from vtg_data.data_root import video_file
 from vtg_data.grounding.prompts import PromptTemplate, get_prompt
 from vtg_data.hub import consumer_files
 from vtg_data.hub.consumer_hooks import answer_json
@@ -101,7 +102,7 @@ def export_rows(rows: list[dict], fmt: str, video_root: Path, prompt: str = "tvg
 
 
 def _record(row: dict, fmt: str, video_root: Path, template: PromptTemplate) -> dict:
-    video = str((Path(video_root) / row["source"] / row["video_path"]).resolve())
+    video = str(video_file(video_root, row["source"], row["video_path"]).resolve())
     windows = human_windows(row)
     query = template.user_text(row["query"])
     completion = _assistant(row)

@@ -30,6 +30,7 @@ import yaml
 
 from vtg_data import __version__
 from vtg_data.corpora import REGISTRY
+from vtg_data.data_root import video_file
 from vtg_data.hub.builders import BuilderSpec, load_builder
 from vtg_data.schema import SCHEMA_VERSION
 from vtg_data.stats import query_tables
@@ -115,7 +116,7 @@ def load_rows_checked(spec: BuilderSpec, tables: list[Path]) -> pa.Table:
 def _embed_videos(table: pa.Table, root: Path) -> pa.Table:
     values, missing = [], []
     for source, rel in zip(table["source"].to_pylist(), table["video_path"].to_pylist(), strict=True):
-        path = root / source / rel
+        path = video_file(root, source, rel)
         if not path.is_file():
             missing.append(str(path))
             values.append(None)

@@ -19,9 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -30,19 +28,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vtg_data import __version__
-from vtg_data.corpora import CorpusAdapter, NativeFile, ParseContext, get_adapter
+from vtg_data.corpora import CorpusAdapter, ParseContext, get_adapter
 from vtg_data.corpora.base import sha256_file
 from vtg_data.corpora.didemo import CONSOLIDATION_RULES
-from vtg_data.corpora.synthetic import SyntheticConfig, generate_synthetic
-from vtg_data.fetch import (
-    FetchError,
-    download_url,
-    extract_archive,
-    find_member,
-    hf_endpoint,
-    hf_token,
-    redact,
-)
+from vtg_data.corpora.synthetic import SyntheticConfig
+from vtg_data.data_root import DataRoot
+from vtg_data.fetch.http import FetchError
+from vtg_data.fetch.native import obtain_split_files
+from vtg_data.fetch.videos import fetch_videos
 from vtg_data.schema import (
     SCHEMA_VERSION,
     VIDEO_SCHEMA,
@@ -85,11 +78,10 @@ class DownloadConfig:
             raise ValueError(f"--from folder does not exist: {self.from_dir}")
 
     def options(self) -> dict[str, Any]:
-        """The options that change the normalized output (part of each split's fingerprint)."""
-        opts: dict[str, Any] = {"strict": self.strict}
-        if self.corpus == "didemo":
-            opts["didemo_consolidation"] = self.didemo_consolidation
-        return opts
+        """The options that change the normalized output (part of each split's fingerprint): strict
+        mode and the options the corpus's adapter declares."""
+        names = get_adapter(self.corpus).option_names
+        return {"strict": self.strict, **{name: getattr(self, name) for name in names}}
 
 
 @dataclass
@@ -116,24 +108,14 @@ class DownloadResult:
         return [f"{s.split}: {s.error}" for s in self.splits if s.error]
 
 
-class Layout:
-    def __init__(self, root: Path, corpus: str):
-        self.root = Path(root)
-        self.raw = self.root / "raw" / corpus
-        self.downloads = self.root / "downloads" / corpus
-        self.videos = self.root / "videos" / corpus
-        self.out = self.root / "normalized" / corpus
-
-
 def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
     """Fetch, parse, validate and write one corpus. See the module docstring for the layout."""
     adapter = get_adapter(cfg.corpus)
-    layout = Layout(cfg.root, cfg.corpus)
+    layout = DataRoot(cfg.root, cfg.corpus)
     for split in cfg.splits:
         adapter.check_split(split)
-    if cfg.corpus == "synthetic":
-        generate_synthetic(layout.raw, layout.videos, cfg.synthetic, progress)
-        present = {p.stem for p in layout.raw.glob("*.json") if p.stem in adapter.splits}
+    if adapter.generated:
+        present = adapter.generate(layout.raw, layout.videos, cfg.synthetic, progress)
         splits = [s for s in (cfg.splits or adapter.splits) if s in present]
     else:
         splits = list(cfg.splits or adapter.splits)
@@ -142,24 +124,24 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
     inputs: dict[str, dict[str, Path]] = {}
     session = None
     if cfg.mirror:
-        from vtg_data.mirrors import MirrorSession
+        from vtg_data.fetch.mirrors import MirrorSession
 
         session = MirrorSession.open(cfg.mirror, cfg.revision, layout.downloads / "hub-cache")
     for split in splits:
         try:
-            inputs[split] = obtain_split_files(adapter, split, cfg, layout, progress, session)
+            inputs[split] = obtain_split_files(adapter, split, layout, from_dir=cfg.from_dir, verify=cfg.verify,
+                                               progress=progress, session=session)  # fmt: skip
         except (FetchError, RecordError, OSError) as exc:
             summaries[split].error = str(exc)
 
     warnings: list[str] = []
-    if cfg.videos:
+    if cfg.videos and not adapter.generated:
         try:
             if session is not None:
                 session.fetch_videos(adapter, layout.videos, progress)
             else:
-                warnings += fetch_videos(
-                    adapter, cfg, layout, _annotated_video_ids(adapter, inputs, cfg), progress
-                )
+                warnings += fetch_videos(adapter, layout, _annotated_video_ids(adapter, inputs, cfg),
+                                         from_dir=cfg.from_dir, verify=cfg.verify, progress=progress)  # fmt: skip
         except FetchError as exc:  # the annotations are still normalized; the videos count as missing
             warnings.append(str(exc))
     video_index = index_video_folder(layout.videos)
@@ -229,7 +211,7 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
                 "status": dict(Counter(p.status for p in probes.values())),
             },
         }
-        if cfg.corpus == "synthetic":
+        if adapter.generated:
             manifest["synthetic"] = asdict(cfg.synthetic)
         _write_json(layout.out / MANIFEST, manifest)
     if session is not None:  # where the files came from, even when no split had to be parsed again
@@ -241,212 +223,7 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
 
 
 # ---------------------------------------------------------------------------------------------
-# Native files
-
-
-def obtain_split_files(
-    adapter: CorpusAdapter, split: str, cfg: DownloadConfig, layout: Layout, progress=None, session=None
-) -> dict[str, Path]:
-    """Each native file of the split, fetched or copied into ``raw/`` if not there yet; with a
-    mirror session, always the mirror commit's copy."""
-    files: dict[str, Path] = {}
-    for native in adapter.native_files(split):
-        try:
-            if session is not None:
-                files[native.name] = session.native_file(native, layout.raw / native.name)
-                continue
-            files[native.name] = obtain_native_file(native, cfg, layout, progress)
-        except FetchError:
-            if native.optional:
-                continue
-            raise
-    if not files:
-        raise FetchError(f"none of the files of split {split} could be obtained")
-    return files
-
-
-def obtain_native_file(native: NativeFile, cfg: DownloadConfig, layout: Layout, progress=None) -> Path:
-    dest = layout.raw / native.name
-    expected = native.accepted_sums if cfg.verify else ()
-    if dest.is_file() and (not expected or sha256_file(dest) in expected):
-        return dest
-    if cfg.corpus == "synthetic":
-        raise FetchError(f"{dest}: the synthetic corpus file is missing; rerun `vtg-data download synthetic`")
-    if cfg.from_dir is not None:
-        return _copy_from_local(native, Path(cfg.from_dir), dest, expected, layout)
-    attempts = []
-    for remote in native.remotes:
-        url = remote.resolved_url(hf_endpoint())
-        token = hf_token() if remote.hf_repo else None
-        try:
-            if remote.member:
-                archive = layout.downloads / PurePosixPath(url.split("?")[0]).name
-                if not archive.is_file():
-                    download_url(
-                        url, archive, sha256=remote.sha256, on_progress=_progress_cb(progress, archive.name)
-                    )
-                _extract_member(archive, remote.member, dest, expected)
-            else:
-                download_url(
-                    url, dest, sha256=expected, token=token, on_progress=_progress_cb(progress, native.name)
-                )
-            return dest
-        except FetchError as exc:
-            attempts.append(f"  {redact(url)}: {exc}")
-    where = "\n".join(attempts) or "  (no download location is known for it)"
-    raise FetchError(f"could not obtain {native.name}:\n{where}")
-
-
-def _copy_from_local(
-    native: NativeFile, folder: Path, dest: Path, expected: tuple[str, ...], layout: Layout
-) -> Path:
-    direct = folder / native.name
-    found = direct if direct.is_file() else next(iter(sorted(folder.rglob(native.name))), None)
-    if found is not None:
-        if expected and sha256_file(found) not in expected:
-            raise FetchError(
-                f"{found}: checksum mismatch: expected sha256 {' or '.join(expected)}, got {sha256_file(found)} "
-                "(pass --no-verify to accept a different release)"
-            )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(found, tmp)
-        tmp.replace(dest)
-        return dest
-    for remote in native.remotes:  # an official archive that holds the file
-        if remote.member:
-            archive = folder / PurePosixPath(remote.resolved_url().split("?")[0]).name
-            if archive.is_file():
-                _extract_member(archive, remote.member, dest, expected)
-                return dest
-    raise FetchError(f"{native.name} is not in {folder} (looked for the file and its archives)")
-
-
-def _extract_member(archive: Path, member: str, dest: Path, expected: tuple[str, ...]) -> None:
-    target = dest.parent / f".extract-{dest.name}"
-    shutil.rmtree(target, ignore_errors=True)
-    wanted_name = PurePosixPath(member)
-    try:
-        written = extract_archive(
-            archive, target, wanted=lambda rel: rel == wanted_name or rel.name == wanted_name.name
-        )
-        match = find_member([p.relative_to(target) for p in written], member)
-        if match is None:
-            raise FetchError(f"{archive.name} does not contain {member}")
-        source = target / match
-        if expected and sha256_file(source) not in expected:
-            raise FetchError(
-                f"{archive.name}:{member}: checksum mismatch: expected sha256 {' or '.join(expected)}"
-            )
-        source.replace(dest)
-    finally:
-        shutil.rmtree(target, ignore_errors=True)
-
-
-def _progress_cb(progress, label: str):
-    if progress is None:
-        return None
-    task = None
-
-    def update(done: int, total: int | None) -> None:
-        nonlocal task
-        if task is None:
-            task = progress.add_task(f"downloading {label}", total=total)
-        progress.update(task, completed=done, total=total)
-
-    return update
-
-
-# ---------------------------------------------------------------------------------------------
-# Videos
-
-
-def fetch_videos(
-    adapter: CorpusAdapter, cfg: DownloadConfig, layout: Layout, video_ids: list[str], progress=None
-) -> list[str]:
-    """Fetch the first video source that works into ``videos/<corpus>/``; returns warnings.
-
-    Archive sources are downloaded (resumable) and extracted once (a marker records it). Per-video
-    sources fetch each missing file; a video that cannot be fetched is reported and later counted
-    as missing, it does not stop the run.
-    """
-    if cfg.corpus == "synthetic":
-        return []
-    problems = []
-    for source in adapter.video_sources:
-        try:
-            if source.per_video:
-                return _fetch_per_video(adapter, cfg, layout, video_ids, progress)
-            if not source.parts:
-                problems.append(f"  {source.description}: {source.note or 'no direct download'}")
-                continue
-            _fetch_archives(source, cfg, layout, progress)
-            return []
-        except FetchError as exc:
-            problems.append(f"  {source.description}: {exc}")
-    raise FetchError(f"could not fetch the {cfg.corpus} videos:\n" + "\n".join(problems))
-
-
-def _fetch_archives(source, cfg: DownloadConfig, layout: Layout, progress=None) -> None:
-    marker = layout.downloads / f".done-{hashlib.sha256(source.description.encode()).hexdigest()[:12]}"
-    if marker.is_file():
-        return
-    parts = []
-    for remote in source.parts:
-        url = remote.resolved_url(hf_endpoint())
-        name = PurePosixPath(url.split("?")[0]).name
-        local = Path(cfg.from_dir) / name if cfg.from_dir else None
-        if local is not None and local.is_file():
-            parts.append(local)
-            continue
-        dest = layout.downloads / name
-        if not dest.is_file():
-            token = hf_token() if remote.hf_repo else None
-            download_url(
-                url, dest, sha256=remote.sha256, token=token, on_progress=_progress_cb(progress, name)
-            )
-        parts.append(dest)
-    if all(p.name.endswith(".zip") for p in parts):
-        for part in parts:
-            extract_archive(part, layout.videos)
-    else:
-        extract_archive(parts, layout.videos)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(source.description)
-
-
-def _fetch_per_video(
-    adapter, cfg: DownloadConfig, layout: Layout, video_ids: list[str], progress=None
-) -> list[str]:
-    urls = adapter.video_urls(
-        sorted(video_ids), lambda native: obtain_native_file(native, cfg, layout, progress)
-    )
-    if not urls:
-        raise FetchError("no download URL is known for any of the videos")
-    todo = [
-        (url, layout.videos / name) for url, name in urls.values() if not (layout.videos / name).is_file()
-    ]
-    task = progress.add_task("downloading videos", total=len(todo)) if progress and todo else None
-    failures: list[str] = []
-
-    def fetch(item):
-        url, dest = item
-        try:
-            download_url(url, dest, retries=2)
-        except FetchError as exc:
-            failures.append(str(exc))
-        if task is not None:
-            progress.advance(task)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(fetch, todo))
-    warnings = []
-    if failures:
-        warnings.append(f"{len(failures)} video(s) could not be downloaded, e.g. {sorted(failures)[0]}")
-    unknown = len(video_ids) - len(urls)
-    if unknown:
-        warnings.append(f"{unknown} video(s) have no known download URL")
-    return warnings
+# Videos on disk
 
 
 def index_video_folder(folder: Path) -> dict[str, tuple[str, int, int]]:
@@ -489,7 +266,7 @@ def resolve_video(
     return declared or candidates[0], False
 
 
-def _probe_all(layout: Layout, resolved, cache: dict, progress=None) -> dict[str, ProbeResult]:
+def _probe_all(layout: DataRoot, resolved, cache: dict, progress=None) -> dict[str, ProbeResult]:
     results: dict[str, ProbeResult] = {}
     todo: list[tuple[str, Path, list]] = []
     for video_id, (rel, found) in resolved.items():
@@ -523,7 +300,7 @@ def _apply_video_state(rows: list[QueryRow], resolved, probes: dict[str, ProbeRe
             row.flags.add(f"video_{status}")
 
 
-def write_videos_table(layout: Layout, annotated: dict[str, float], resolved, probes) -> None:
+def write_videos_table(layout: DataRoot, annotated: dict[str, float], resolved, probes) -> None:
     records = []
     for video_id in sorted(annotated):
         probe = probes[video_id]
@@ -545,7 +322,7 @@ def write_videos_table(layout: Layout, annotated: dict[str, float], resolved, pr
     write_table_atomic(pa.Table.from_pylist(records, schema=VIDEO_SCHEMA), layout.out / "videos.parquet")
 
 
-def _written_video_ids(layout: Layout, splits: list[str]) -> tuple[dict[str, float], dict[str, str]]:
+def _written_video_ids(layout: DataRoot, splits: list[str]) -> tuple[dict[str, float], dict[str, str]]:
     """Video id -> duration and video id -> path, from the tables of splits already written."""
     ids: dict[str, float] = {}
     paths: dict[str, str] = {}

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from vtg_data.data_root import video_file
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.lvlm.base import Request
 from vtg_data.lvlm.hf import processor_inputs
@@ -85,7 +86,7 @@ class ExampleTable(Sequence):
         return list(self.dataset.select_columns(["uid"])[list(indices)]["uid"])
 
     def _example(self, row: dict) -> Example:
-        video = str(self.video_root / row["source"] / row["video_path"])
+        video = str(video_file(self.video_root, row["source"], row["video_path"]))
         if row.get("messages"):
             messages = _clean_messages(row["messages"])
             answer = (

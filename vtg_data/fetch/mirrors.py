@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vtg_data.corpora.base import CorpusAdapter, NativeFile, VideoSource
-from vtg_data.fetch import FetchError, download_url, extract_archive, hf_endpoint, hf_token
+from vtg_data.fetch.archives import extract_archive
+from vtg_data.fetch.http import FetchError, download_url, hf_endpoint, hf_token
 
 MIRRORS: dict[str, str] = {
     "videomind": "yeliudev/VideoMind-Dataset",
