@@ -77,7 +77,7 @@ def main() -> int:
     from vtg_data.stages.download import DownloadConfig, download
     from vtg_data.train.data import VideoInputs, load_examples
     from vtg_data.train.grpo import GRPOConfig, train_grpo
-    from vtg_data.train.sft import TrainData
+    from vtg_data.train.options import TrainData
     from vtg_data.video import SamplingPolicy
 
     cuda = torch.cuda.is_available()

@@ -154,6 +154,7 @@ def test_ray_engine_gives_the_same_table_as_the_local_engine(synthetic_root, tin
     import ray
 
     from vtg_data.lvlm import make_backend
+    from vtg_data.stages.difficulty_ray import score_with_ray
 
     factory = functools.partial(make_backend, "hf", str(tiny_model), batch_size=1)
     local = score_difficulty(cfg(synthetic_root, tmp_path / "local", limit=6, shards=2), backend=factory())
@@ -162,6 +163,7 @@ def test_ray_engine_gives_the_same_table_as_the_local_engine(synthetic_root, tin
         remote = score_difficulty(
             cfg(synthetic_root, tmp_path / "ray", limit=6, shards=2, engine="ray", workers=2),
             backend_factory=factory,
+            executor=score_with_ray,
         )
     finally:
         ray.shutdown()

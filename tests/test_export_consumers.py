@@ -23,8 +23,8 @@ import yaml
 from typer.testing import CliRunner
 
 from vtg_data.cli import app
+from vtg_data.grounding.answer import fmt
 from vtg_data.hub.export import FORMATS, export
-from vtg_data.lvlm.templates import fmt
 
 datasets = pytest.importorskip("datasets")
 INPUTS = ("coldstart", "rl", "bench")

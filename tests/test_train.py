@@ -31,7 +31,7 @@ def event_root(tmp_path_factory):
 
 
 def data(root, split):
-    from vtg_data.train.sft import TrainData
+    from vtg_data.train.options import TrainData
 
     return TrainData(str(root / f"normalized/synthetic/{split}.parquet"), root / "videos")
 

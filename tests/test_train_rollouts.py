@@ -36,7 +36,7 @@ def init(tmp_path_factory):
 
 def config(root, init, out, **changes):
     from vtg_data.train.grpo import GRPOConfig
-    from vtg_data.train.sft import TrainData
+    from vtg_data.train.options import TrainData
 
     data = TrainData(str(root / "normalized/synthetic/train.parquet"), root / "videos")
     options = {"model": str(init), "data": data, "out": out, "prompt": "compact", "reward": "tvg_r1_nothink",

@@ -36,7 +36,7 @@ def init(tmp_path_factory):
 
 
 def data(root, videos=None):
-    from vtg_data.train.sft import TrainData
+    from vtg_data.train.options import TrainData
 
     return TrainData(str(root / "normalized/synthetic/train.parquet"), videos or root / "videos")
 

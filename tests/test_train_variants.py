@@ -26,7 +26,7 @@ def root(tmp_path_factory):
 
 
 def data(root, split="train", limit=None):
-    from vtg_data.train.sft import TrainData
+    from vtg_data.train.options import TrainData
 
     return TrainData(str(root / f"normalized/synthetic/{split}.parquet"), root / "videos", limit=limit)
 

@@ -533,7 +533,9 @@ def score_difficulty_command(
             frame_cache=_frame_cache(frame_cache, frame_cache_gib),
         )  # fmt: skip
         if engine == "ray":  # the factory is sent to the workers: one model replica each
-            manifest = score_difficulty(cfg, backend_factory=factory)
+            from vtg_data.stages.difficulty_ray import score_with_ray
+
+            manifest = score_difficulty(cfg, backend_factory=factory, executor=score_with_ray)
         else:
             with _progress() as progress:
                 manifest = score_difficulty(cfg, backend=factory(), progress=progress)
@@ -697,7 +699,7 @@ def export_command(
 
 
 def _train_common(data, video_root, revision, config, split, eval_data, eval_split, limit):
-    from vtg_data.train.sft import TrainData
+    from vtg_data.train.options import TrainData
 
     train = TrainData(str(data), video_root, revision=revision, config=config, split=split, limit=limit)
     held_out = (

@@ -25,6 +25,7 @@ import polars as pl
 
 from vtg_data import __version__
 from vtg_data.corpora.base import sha256_file
+from vtg_data.files import write_json
 from vtg_data.grounding.metrics import (
     HIT_RULES,
     THRESHOLDS,
@@ -262,7 +263,4 @@ def markdown_table(result: EvalResult) -> str:
 
 
 def write_metrics(result: EvalResult, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result.as_dict(), indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(out)
+    write_json(out, result.as_dict(), default=str)

@@ -22,6 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vtg_data.files import atomic_path
+
 SCHEMA_VERSION = "1.0"
 METADATA_VERSION_KEY = b"vtg_data.schema_version"
 METADATA_TABLE_KEY = b"vtg_data.table"
@@ -316,10 +318,8 @@ def write_table_atomic(table: pa.Table, path: Path) -> None:
     Options are fixed (no statistics timestamps, one row group size) so the same rows give the same
     bytes on every run.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, write_statistics=True)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=256_000, write_statistics=True)
 
 
 def read_table(path: Path) -> pa.Table:

@@ -8,7 +8,6 @@ hashes) is done here once, so that all corpora behave the same way on bad input.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from vtg_data.files import sha256_file  # noqa: F401  (the stages import it from here)
 from vtg_data.schema import (
     QueryRow,
     RecordError,
@@ -177,14 +177,6 @@ class CorpusAdapter(ABC):
             for row in rows:
                 row.benchmarks = sorted({*row.benchmarks, tag})
         return rows
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_text(path: Path) -> str:

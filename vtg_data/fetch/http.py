@@ -9,7 +9,6 @@ Tokens for Hugging Face mirrors come from ``HF_TOKEN`` or the login file and are
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -17,6 +16,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+from vtg_data.files import sha256_file
 
 CHUNK = 1 << 20
 RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -139,9 +140,4 @@ def _fetch_into(url: str, part: Path, timeout: float, token: str | None, on_prog
             raise _Retryable(f"connection closed after {received} of {total} bytes")
 
 
-def sha256_path(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_path = sha256_file  # the name this module has always exported

@@ -17,13 +17,13 @@ commit's file listing, so the part count is the mirror's, not a guess.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from vtg_data.corpora.base import CorpusAdapter, NativeFile, VideoSource
 from vtg_data.fetch.archives import extract_archive
 from vtg_data.fetch.http import FetchError, download_url, hf_endpoint, hf_token
+from vtg_data.files import copy_file
 
 MIRRORS: dict[str, str] = {
     "videomind": "yeliudev/VideoMind-Dataset",
@@ -117,11 +117,7 @@ class MirrorSession:
         if not present:
             raise FetchError(f"{paths[0]} is not in {self.repo} at {self.commit[:12]}")
         cached = self._download(present[0])
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(cached, tmp)
-        tmp.replace(dest)
-        return dest
+        return copy_file(cached, dest)
 
     def video_source(self, adapter: CorpusAdapter) -> VideoSource:
         for source in adapter.video_sources:

@@ -14,6 +14,7 @@ from vtg_data.corpora.base import CorpusAdapter, NativeFile, sha256_file
 from vtg_data.data_root import DataRoot
 from vtg_data.fetch.archives import extract_archive, find_member
 from vtg_data.fetch.http import FetchError, download_url, hf_endpoint, hf_token, redact
+from vtg_data.files import copy_file
 
 
 def obtain_split_files(
@@ -100,11 +101,7 @@ def _copy_from_local(native: NativeFile, folder: Path, dest: Path, expected: tup
                 f"{found}: checksum mismatch: expected sha256 {' or '.join(expected)}, got {sha256_file(found)} "
                 "(pass --no-verify to accept a different release)"
             )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(found, tmp)
-        tmp.replace(dest)
-        return dest
+        return copy_file(found, dest)
     for remote in native.remotes:  # an official archive that holds the file
         if remote.member:
             archive = folder / PurePosixPath(remote.resolved_url().split("?")[0]).name

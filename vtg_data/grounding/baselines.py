@@ -12,6 +12,8 @@ from pathlib import Path
 
 import polars as pl
 
+from vtg_data.files import write_text
+
 
 def mean_relative_window(train: pl.DataFrame) -> tuple[float, float]:
     windows = train.filter(pl.col("has_gt")).select("duration", "windows").explode("windows")
@@ -33,8 +35,4 @@ def prior_windows(train: pl.DataFrame, test: pl.DataFrame) -> list[dict]:
 
 
 def write_predictions(predictions: list[dict], path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(p) + "\n" for p in predictions))
-    tmp.replace(path)
-    return path
+    return write_text(path, "".join(json.dumps(p) + "\n" for p in predictions))

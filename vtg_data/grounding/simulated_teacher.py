@@ -10,8 +10,8 @@ import json
 import random
 from pathlib import Path
 
+from vtg_data.grounding.answer import fmt, time_answer
 from vtg_data.grounding.metrics import iou
-from vtg_data.lvlm.templates import fmt
 
 
 def simulated_window(
@@ -34,7 +34,7 @@ def write_simulated_traces(
         s, e = simulated_window(row["windows"][0], row["duration"], rng, widen, noise)
         ious.append(iou((s, e), row["windows"][0]))
         colour = row["query"].rstrip("?").split()[-1]
-        response = f"<think>{colour} from {fmt(s)}s to {fmt(e)}s</think> <time>[{fmt(s)}, {fmt(e)}]</time>"
+        response = f"<think>{colour} from {fmt(s)}s to {fmt(e)}s</think> {time_answer((s, e))}"
         lines.append(
             json.dumps(
                 {

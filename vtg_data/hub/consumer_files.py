@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from vtg_data.files import write_text
 from vtg_data.grounding.prompts import PromptTemplate
 
 TRL_VIDEO_WARNING = (
@@ -40,11 +41,7 @@ class ConsumerFiles:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    return write_text(path, text)
 
 
 def _stem(out: Path) -> str:

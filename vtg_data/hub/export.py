@@ -33,10 +33,11 @@ import pyarrow.parquet as pq
 
 from vtg_data import __version__
 from vtg_data.data_root import video_file
+from vtg_data.files import write_json, write_text
+from vtg_data.grounding.answer import time_answer
 from vtg_data.grounding.prompts import PromptTemplate, get_prompt
 from vtg_data.hub import consumer_files
 from vtg_data.hub.consumer_hooks import answer_json
-from vtg_data.lvlm.templates import fmt as fmt_seconds
 from vtg_data.stats import query_tables
 
 FORMATS = ("easyr1", "tvg-r1", "trl", "llamafactory", "lmms-eval")
@@ -83,10 +84,6 @@ def human_windows(row: dict) -> list[list[float]]:
     return [[round(float(s), 3), round(float(e), 3)] for s, e in windows]
 
 
-def _time_text(window: list[float]) -> str:
-    return f"<time>[{fmt_seconds(window[0])}, {fmt_seconds(window[1])}]</time>"
-
-
 def _assistant(row: dict) -> str | None:
     for message in row.get("messages") or []:
         if message["role"] == "assistant":
@@ -111,7 +108,7 @@ def _record(row: dict, fmt: str, video_root: Path, template: PromptTemplate) -> 
                 "uid": row["uid"]}  # fmt: skip
     if fmt == "tvg-r1":
         return {"dataset": row["source"], "problem": row["query"], "choices": "", "video": video,
-                "video_length": row["duration"], "gt_frame": windows[0], "ground_truth": _time_text(windows[0]),
+                "video_length": row["duration"], "gt_frame": windows[0], "ground_truth": time_answer(windows[0]),
                 "uid": row["uid"]}  # fmt: skip
     if fmt == "trl":
         record = {
@@ -123,7 +120,7 @@ def _record(row: dict, fmt: str, video_root: Path, template: PromptTemplate) -> 
             record["completion"] = [{"role": "assistant", "content": [{"type": "text", "text": completion}]}]
         return record
     if fmt == "llamafactory":
-        answer = completion or " ".join(_time_text(w) for w in windows)
+        answer = completion or " ".join(time_answer(w) for w in windows)
         messages = [{"role": "system", "content": template.system}, {"role": "user", "content": f"<video>{query}"},
                     {"role": "assistant", "content": answer}]  # fmt: skip
         return {"messages": messages, "videos": [video], "uid": row["uid"]}
@@ -162,13 +159,10 @@ def export(
     template = get_prompt(prompt)
     records = export_rows(sorted(kept, key=lambda r: r["uid"]), fmt, video_root, prompt)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     if out.suffix == ".json":
-        tmp.write_text(json.dumps(records, indent=1) + "\n")
+        write_text(out, json.dumps(records, indent=1) + "\n")
     else:
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-    tmp.replace(out)
+        write_text(out, "".join(json.dumps(r) + "\n" for r in records))
 
     sidecar = _sidecar(fmt, out, template, video_root, reward)
     several = sum(1 for r in kept if len(r.get("windows") or []) > 1)
@@ -192,8 +186,5 @@ def export(
         "launch": sidecar.launch,
         "warnings": warnings,
     }  # fmt: skip
-    manifest_file = manifest_path(out)
-    tmp = manifest_file.with_name(f".{manifest_file.name}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(manifest_file)
+    manifest_file = write_json(manifest_path(out), manifest, sort_keys=False)
     return ExportResult(out, len(records), [out, manifest_file, *sidecar.files], manifest, warnings)

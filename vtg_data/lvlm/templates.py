@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from vtg_data.grounding.answer import fmt, time_answer, window_text  # noqa: F401  (fmt: re-exported)
 from vtg_data.grounding.parse import parse_answer
 from vtg_data.lvlm.base import GenerationParams, Request
 from vtg_data.lvlm.scripted import ScriptedBackend
@@ -20,10 +21,6 @@ _TRACE = re.compile(r"Answer to rewrite:\n(.*)", re.DOTALL)
 def _user_text(request: Request) -> str:
     user = [m for m in request.messages if m["role"] == "user"][-1]["content"]
     return user if isinstance(user, str) else " ".join(p.get("text", "") for p in user if p["type"] == "text")
-
-
-def fmt(seconds: float) -> str:
-    return f"{seconds:.2f}".rstrip("0").rstrip(".")
 
 
 def gt_template_teacher(request: Request, params: GenerationParams) -> list[str]:
@@ -43,7 +40,7 @@ def gt_template_teacher(request: Request, params: GenerationParams) -> list[str]
         traces.append(
             f"<think>The query is: {query} Before {fmt(before)}s the scene does not match it. "
             f"At {fmt(s)}s the described event begins, and it continues through the following frames. "
-            f"At {fmt(e)}s it ends and the scene changes.</think> <time>[{fmt(s)}, {fmt(e)}]</time>"
+            f"At {fmt(e)}s it ends and the scene changes.</think> {time_answer((s, e))}"
         )
     return traces
 

@@ -30,11 +30,11 @@ import pyarrow as pa
 
 from vtg_data import __version__
 from vtg_data.corpora.base import sha256_file
+from vtg_data.grounding.answer import time_answer
 from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.leakage import video_key
 from vtg_data.lvlm import GenerationParams, InferenceBackend, Request
-from vtg_data.lvlm.templates import fmt
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.coldstart_import import import_traces
 from vtg_data.stages.coldstart_rules import RULE_ORDER, RuleContext, RuleOptions, Trace, apply_rules
@@ -341,7 +341,7 @@ def _sft_row(sample: dict, trace: Trace, text: str, cfg: ColdstartConfig, teache
     if cfg.target == "gt":
         gt = max(sample["windows"], key=lambda w: iou(trace.window, w))
         target = [float(gt[0]), float(gt[1])]
-        answer = f"<time>[{fmt(target[0])}, {fmt(target[1])}]</time>"
+        answer = time_answer(target)
         text = _ANSWER_BLOCK.sub(lambda m: answer, text, count=1)
     else:
         target = [float(trace.window[0]), float(trace.window[1])]

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vtg_data.files import write_json
 from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, Response
 
 
@@ -74,7 +75,4 @@ def jsonable(value: Any) -> Any:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    write_json(path, data, default=str)

@@ -206,17 +206,21 @@ def score_difficulty(
     backend: InferenceBackend | None = None,
     backend_factory=None,
     progress=None,
+    executor=None,
 ) -> dict[str, Any]:
-    """Score every shard with ``backend`` (local) or replicas made by ``backend_factory`` (ray)."""
+    """Score every shard with ``backend`` here, or with replicas made by ``backend_factory`` on an
+    ``executor`` (``cfg.engine == "ray"``: ``vtg_data.stages.difficulty_ray.score_with_ray``, which
+    the caller chooses; the stage never imports its executor)."""
     start = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
     shards = shard_rows(cfg)
     if cfg.engine == "ray":
-        from vtg_data.stages.difficulty_ray import score_with_ray
-
-        if backend_factory is None:
-            raise ValueError("the ray engine needs a backend factory (one model replica per worker)")
-        results, identity = score_with_ray(shards, cfg, backend_factory, cfg.gpus_per_worker)
+        if backend_factory is None or executor is None:
+            raise ValueError(
+                "the ray engine needs a backend factory (one model replica per worker) and its executor "
+                "(executor=vtg_data.stages.difficulty_ray.score_with_ray)"
+            )
+        results, identity = executor(shards, cfg, backend_factory, cfg.gpus_per_worker)
     else:
         if backend is None:
             raise ValueError("score-difficulty needs a policy backend")

@@ -36,6 +36,7 @@ from vtg_data.data_root import DataRoot
 from vtg_data.fetch.http import FetchError
 from vtg_data.fetch.native import obtain_split_files
 from vtg_data.fetch.videos import fetch_videos
+from vtg_data.files import write_json
 from vtg_data.schema import (
     SCHEMA_VERSION,
     VIDEO_SCHEMA,
@@ -417,7 +418,4 @@ def _load_json(path: Path) -> Any:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_json(path, data)

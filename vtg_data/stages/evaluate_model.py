@@ -24,6 +24,7 @@ from typing import Any
 from vtg_data import __version__
 from vtg_data.corpora.base import sha256_file
 from vtg_data.evaluate import EvalResult, markdown_table, write_metrics
+from vtg_data.files import write_text
 from vtg_data.grounding.metrics import HIT_RULES, THRESHOLDS, SampleScore, best_match, grounding_report
 from vtg_data.grounding.parse import MODES, parse_answer
 from vtg_data.grounding.prompts import get_prompt
@@ -144,9 +145,7 @@ def run_model_eval(
     # Rewrite the predictions file in table order: one line per uid, the latest answer.
     latest = read_done(predictions_path)
     ordered = [latest[uid] for uid in requests if uid in latest]
-    tmp = predictions_path.with_name(f".{PREDICTIONS}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in ordered))
-    tmp.replace(predictions_path)
+    write_text(predictions_path, "".join(json.dumps(r) + "\n" for r in ordered))
 
     scores = []
     failed: dict[str, str] = {}

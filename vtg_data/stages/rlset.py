@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from vtg_data import __version__
+from vtg_data.files import atomic_path
 from vtg_data.schema import write_table_atomic
 from vtg_data.stages.common import jsonable, shard_of, write_json_atomic
 from vtg_data.stages.difficulty import SCORE_SCHEMA, histogram, read_scores
@@ -221,7 +222,6 @@ def plot_histograms(before: list[int], after: list[int], path: Path) -> None:
     axis.set_xlim(0, 1)
     axis.legend()
     figure.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(tmp, metadata={"Software": None})
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, metadata={"Software": None})
     plt.close(figure)
-    tmp.replace(path)

@@ -334,7 +334,7 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
     from accelerate import Accelerator
 
     from vtg_data.stages.common import jsonable
-    from vtg_data.train.sft import build_backend, prepare_model
+    from vtg_data.train.model import build_backend, prepare_model
 
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")

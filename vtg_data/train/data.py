@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from vtg_data.data_root import video_file
+from vtg_data.grounding.answer import time_answer
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.lvlm.base import Request
 from vtg_data.lvlm.hf import processor_inputs
-from vtg_data.lvlm.templates import fmt
 from vtg_data.video import DecodeError, FrameCache, SamplingPolicy, load_clips
 
 
@@ -98,7 +98,7 @@ class ExampleTable(Sequence):
         else:
             prompt_messages = self.template.messages(row["query"])
             s, e = row["windows"][0]
-            answer = f"<time>[{fmt(s)}, {fmt(e)}]</time>"
+            answer = time_answer((s, e))
         return Example(
             row["uid"], row["source"], video, prompt_messages, answer, row["windows"], row["duration"]
         )

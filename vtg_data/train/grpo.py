@@ -24,8 +24,8 @@ import torch
 
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
+from vtg_data.train.options import TrainData, TrainerOptions, batch_key
 from vtg_data.train.rollouts import BATCHINGS
-from vtg_data.train.sft import TrainData, TrainerOptions, batch_key
 from vtg_data.video import SamplingPolicy
 
 

@@ -9,70 +9,12 @@ with ``accelerate launch``); bf16 and gradient checkpointing on GPU.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vtg_data.video import SamplingPolicy
-
-
-@dataclass(frozen=True)
-class TrainData:
-    """Where examples come from: a hub id (with revision) or a local folder/table."""
-
-    path: str
-    video_root: Path
-    revision: str | None = None
-    config: str = "all"
-    split: str = "train"
-    limit: int | None = None
-
-
-PARAM_DTYPES = ("float32", "bfloat16")
-
-
-def check_param_dtype(name: str) -> None:
-    if name not in PARAM_DTYPES:
-        raise ValueError(f"param_dtype must be one of {PARAM_DTYPES}, not {name!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainerOptions:
-    """What both trainers take besides their model, data and schedule: the prompt and video
-    sampling (the evaluation's), how the model is trained, when to evaluate and save."""
-
-    eval_data: TrainData | None = None
-    prompt: str = "tvg_r1_think"
-    policy: SamplingPolicy = field(default_factory=SamplingPolicy)
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    seed: int = 0
-    freeze_vision: bool = False
-    lora_rank: int = 0
-    gradient_checkpointing: bool = False
-    micro_batch: int = 0  # items per forward/backward (gradients accumulated); 0: the whole step at once
-    param_dtype: str = "float32"  # master weights; on GPU the compute is bf16 autocast either way
-    eval_every: int = 0
-    save_final: bool = True
-    eval_max_tokens: int = 32
-    resume: bool = False
-    stop_after: int | None = None  # stop early at this step (the schedule still spans ``steps``)
-    workers: int = 2  # data-loading processes decoding and preparing examples ahead of the step
-    prefetch: int = 2  # steps each worker prepares ahead: memory is bounded by workers x prefetch
-    frame_cache: Path | None = (
-        None  # decoded clips on disk, shared with eval and scoring (default: OUT/frame-cache)
-    )
-    frame_cache_gib: float = 16.0  # the cache's size bound; least recently used clips go first
-    keep_prepared_mib: int = 512  # prepared examples kept per process for later epochs (LRU; 0: none)
-
-    def __post_init__(self) -> None:
-        check_param_dtype(self.param_dtype)
-        if self.workers < 0 or self.prefetch < 1 or self.frame_cache_gib <= 0 or self.keep_prepared_mib < 0:
-            raise ValueError(
-                "need workers >= 0, prefetch >= 1, frame_cache_gib > 0 and keep_prepared_mib >= 0"
-            )
+from vtg_data.train.options import TrainData, TrainerOptions, batch_key
 
 
 @dataclass(frozen=True)
@@ -91,60 +33,6 @@ class SFTConfig(TrainerOptions):
         super().__post_init__()
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("steps, batch_size and lr must be positive")
-
-
-def build_backend(source: str, cfg):
-    """The model to train, inside the inference backend used for rollouts and held-out eval.
-
-    Resuming a LoRA run loads the base model with the checkpoint's adapter still trainable.
-    """
-    from vtg_data.lvlm.hf import HFBackend, is_adapter_folder
-
-    return HFBackend(
-        source, batch_size=16, trainable_adapter=bool(cfg.lora_rank) and is_adapter_folder(source)
-    )
-
-
-LORA_TARGETS = [
-    "q_proj",
-    "k_proj",
-    "v_proj",
-    "o_proj",
-]  # the language model's attention; the vision tower has qkv/proj
-
-
-def prepare_model(backend, cfg) -> None:
-    """Master weights in ``param_dtype``, frozen vision tower, gradient checkpointing, LoRA, as
-    configured.
-
-    Published checkpoints are often bfloat16; trained in bfloat16 weights, updates of lr ~1e-6
-    round away, so the weights are float32 unless asked otherwise (the compute on GPU is bf16
-    autocast either way).
-    """
-    import torch
-
-    model = backend.model.to(getattr(torch, cfg.param_dtype))
-    if cfg.freeze_vision:
-        visual = getattr(getattr(model, "model", model), "visual", None)
-        if visual is not None:
-            visual.requires_grad_(False)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if cfg.lora_rank and not hasattr(model, "peft_config"):  # a resumed adapter is already wrapped
-        try:
-            from peft import LoraConfig, get_peft_model
-        except ImportError as error:
-            raise ImportError("--lora-rank needs peft (pip install 'vtg-data[train]')") from error
-        if Path(cfg.model).is_dir():
-            model.name_or_path = str(Path(cfg.model).resolve())  # recorded as the adapter's base
-        lora = LoraConfig(
-            r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, lora_dropout=0.0, target_modules=LORA_TARGETS
-        )
-        backend.model = get_peft_model(model, lora)
-
-
-def batch_key(uids: list[str]) -> str:
-    return hashlib.sha256("|".join(uids).encode()).hexdigest()[:12]
 
 
 def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
