@@ -134,6 +134,11 @@ class CorpusAdapter(ABC):
     def record_rows(self, split: str, ref: RecordRef, record: Any, ctx: ParseContext) -> list[QueryRow]:
         """The normalized rows of one native record; raises RecordError naming the problem."""
 
+    def uid(self, split: str, *key: Any) -> str:
+        """A row's stable key: ``{corpus}/{split}/{native key parts}``; the same record always
+        gives the same uid."""
+        return "/".join([self.name, split, *(str(part) for part in key)])
+
     def generate(self, raw: Path, videos: Path, settings: Any, progress=None) -> list[str]:
         """A generated corpus: write its native files and videos; the splits now present."""
         raise TypeError(f"{self.name} is downloaded, not generated")

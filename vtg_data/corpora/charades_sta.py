@@ -108,7 +108,7 @@ class CharadesSTA(CorpusAdapter):
         query, text_flags = query_text(sentence, ref)
         return [
             QueryRow(
-                uid=f"{self.name}/{split}/L{lineno:05d}",
+                uid=self.uid(split, f"L{lineno:05d}"),
                 source=self.name,
                 split=split,
                 video_id=video_id,

@@ -158,7 +158,7 @@ class DiDeMo(CorpusAdapter):
         parts = video.split("_")
         return [
             QueryRow(
-                uid=f"{self.name}/{split}/{annotation_id}",
+                uid=self.uid(split, annotation_id),
                 source=self.name,
                 split=split,
                 video_id=video,

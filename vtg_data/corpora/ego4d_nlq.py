@@ -93,7 +93,7 @@ class Ego4DNLQ(CorpusAdapter):
             for q_index, item in enumerate(require(annotation, "language_queries", ref)):
                 iref = RecordRef(ref.file, f"{ref.record}.annotations[{a_index}].language_queries[{q_index}]")
                 text = item.get("query")
-                row = QueryRow(uid=f"{self.name}/{split}/{clip_uid}/{annotation_uid}/{q_index}", source=self.name,
+                row = QueryRow(uid=self.uid(split, clip_uid, annotation_uid, q_index), source=self.name,
                                split=split, video_id=clip_uid, video_path=f"{clip_uid}.mp4",
                                parent_video_id=str(require(video, "video_uid", ref)), clip_start=clip_start,
                                clip_end=clip_end, duration=duration, duration_source="clip_span", query="",
@@ -122,7 +122,7 @@ class Ego4DNLQ(CorpusAdapter):
         text = require(record, "query", ref)
         query, text_flags = query_text(text, ref)
         line = ref.record.split()[-1]
-        return [QueryRow(uid=f"{self.name}/{split}/videomind/{line}", source=self.name, split=split, video_id=clip_uid,
+        return [QueryRow(uid=self.uid(split, "videomind", line), source=self.name, split=split, video_id=clip_uid,
                          video_path=f"{clip_uid}.mp4", duration=duration, duration_source="annotation", query=query,
                          query_raw=text, windows=windows, windows_raw=raw, raw_unit="sec", flags=flags | text_flags,
                          provenance=ctx.provenance(ref.file, ref.record))]  # fmt: skip

@@ -108,7 +108,7 @@ class HiREST(CorpusAdapter):
         base = {"source": self.name, "split": split, "video_id": video_id, "video_path": f"{video_id}.mp4",
                 "duration": duration, "duration_source": "annotation", "raw_unit": "sec",
                 "provenance": ctx.provenance(ref.file, ref.record)}  # fmt: skip
-        moment = QueryRow(uid=f"{self.name}/{split}/moment/{video_id}/{q_index}", query=query, query_raw=query_raw,
+        moment = QueryRow(uid=self.uid(split, "moment", video_id, q_index), query=query, query_raw=query_raw,
                           windows=[], windows_raw=[], flags=set(text_flags), **base)  # fmt: skip
         if not require(value, "clip", ref):
             moment.has_gt = False
@@ -142,7 +142,7 @@ class HiREST(CorpusAdapter):
                 raise item.error("step has no heading")
             windows, raw, flags = convert_windows([bounds], duration, item, ctx)
             text, text_flags = query_text(heading, item)
-            rows.append(QueryRow(uid=f"{self.name}/{split}/step/{video_id}/{q_index}/{index}", task="step_grounding",
+            rows.append(QueryRow(uid=self.uid(split, "step", video_id, q_index, index), task="step_grounding",
                                  query=text, query_raw=heading, windows=windows, windows_raw=raw,
                                  flags=flags | text_flags, extra={"moment_query_index": q_index},
                                  **{**base, "provenance": ctx.provenance(ref.file, item.record)}))  # fmt: skip

@@ -58,7 +58,7 @@ class InternVidVTime(CorpusAdapter):
         query, text_flags = query_text(raw_query, ref)
         video_id = vid[:-4] if vid.endswith(".mp4") else vid
         line = ref.record.split()[-1]
-        return [QueryRow(uid=f"{self.name}/{split}/{line}", source=self.name, split=split, video_id=video_id,
+        return [QueryRow(uid=self.uid(split, line), source=self.name, split=split, video_id=video_id,
                          video_path=f"{video_id}.mp4", parent_video_id=video_id[:11], duration=duration,
                          duration_source="annotation", query=query, query_raw=raw_query, windows=windows,
                          windows_raw=raw, raw_unit="sec", flags=flags | text_flags | {"crop_relative"},

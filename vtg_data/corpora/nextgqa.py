@@ -84,7 +84,7 @@ class NExTGQA(CorpusAdapter):
         video_path = f"{paths[video_id]}.mp4" if video_id in paths else f"{video_id}.mp4"
         question, text_flags = query_text(row["question"], ref)
         options = [row[f"a{i}"] for i in range(5) if f"a{i}" in row]
-        out = QueryRow(uid=f"{self.name}/{split}/{video_id}/{qid}", source=self.name, split=split, task="grounded_qa",
+        out = QueryRow(uid=self.uid(split, video_id, qid), source=self.name, split=split, task="grounded_qa",
                        video_id=video_id, video_path=video_path, duration=0.0, duration_source="annotation",
                        query=question, query_raw=row["question"], windows=[], windows_raw=[], raw_unit="sec",
                        flags=text_flags, provenance=ctx.provenance(ref.file, ref.record),

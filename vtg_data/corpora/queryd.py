@@ -165,7 +165,7 @@ class QuerYD(CorpusAdapter):
             raw_query = " ".join(str(t) for t in tokens) if isinstance(tokens, (list, tuple)) else tokens
             query, text_flags = query_text(raw_query, item)
             windows, raw, flags = convert_windows([window], duration, item, ctx)
-            rows.append(QueryRow(uid=f"{self.name}/{split}/{video_id}/{index}", source=self.name, split=split,
+            rows.append(QueryRow(uid=self.uid(split, video_id, index), source=self.name, split=split,
                                  video_id=video_id, video_path=f"{video_id}.mp4", duration=duration,
                                  duration_source=duration_source, query=query, query_raw=raw_query, windows=windows,
                                  windows_raw=raw, raw_unit="sec", flags=flags | text_flags | duration_flags,

@@ -98,7 +98,7 @@ class QVHighlights(CorpusAdapter):
             extra["clip_len"] = 2
         return [
             QueryRow(
-                uid=f"{self.name}/{split}/{qid}",
+                uid=self.uid(split, qid),
                 source=self.name,
                 split=split,
                 video_id=vid,

@@ -68,7 +68,7 @@ class ReXTime(CorpusAdapter):
         duration = as_duration(require(record, "duration", ref), ref)
         raw_question = require(record, _first_present(record, ("question", "query"), ref), ref)
         question, text_flags = query_text(raw_question, ref)
-        row = QueryRow(uid=f"{self.name}/{split}/{qid}", source=self.name, split=split, task="grounded_qa",
+        row = QueryRow(uid=self.uid(split, qid), source=self.name, split=split, task="grounded_qa",
                        video_id=vid, video_path=f"{vid}.mp4", duration=duration, duration_source="annotation",
                        query=question, query_raw=raw_question, windows=[], windows_raw=[], raw_unit="sec",
                        flags=text_flags, provenance=ctx.provenance(ref.file, ref.record),

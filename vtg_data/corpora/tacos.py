@@ -79,7 +79,7 @@ class TACoS(CorpusAdapter):
             query, text_flags = query_text(sentence, item)
             rows.append(
                 QueryRow(
-                    uid=f"{self.name}/{split}/{video_id}/{index}",
+                    uid=self.uid(split, video_id, index),
                     source=self.name,
                     split=split,
                     video_id=video_id,

@@ -75,7 +75,7 @@ class TimeLensBench(CorpusAdapter):
             item = RecordRef(ref.file, f"{vid}[{index}]")
             windows, raw, flags = convert_windows(_spans(span), duration, item, ctx, what="span")
             query, text_flags = query_text(raw_query, item)
-            rows.append(QueryRow(uid=f"{self.name}/{split}/{vid}/{index}", source=self.name, split=split, video_id=vid,
+            rows.append(QueryRow(uid=self.uid(split, vid, index), source=self.name, split=split, video_id=vid,
                                  video_path=f"{split}/{vid}.mp4", duration=duration, duration_source="annotation",
                                  query=query, query_raw=raw_query, windows=windows, windows_raw=raw, raw_unit="sec",
                                  flags=flags | text_flags, provenance=ctx.provenance(ref.file, item.record),
@@ -112,7 +112,7 @@ class TimeLens100K(CorpusAdapter):
             )
             raw_query = require(event, "query", item)
             query, text_flags = query_text(raw_query, item)
-            rows.append(QueryRow(uid=f"{self.name}/{split}/{line}/{index}", source=self.name, split=split,
+            rows.append(QueryRow(uid=self.uid(split, line, index), source=self.name, split=split,
                                  video_id=video_id, video_path=video_path, duration=duration,
                                  duration_source="annotation", query=query, query_raw=raw_query, windows=windows,
                                  windows_raw=raw, raw_unit="sec", flags=flags | text_flags,

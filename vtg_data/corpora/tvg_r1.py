@@ -68,7 +68,7 @@ class TVGR1(CorpusAdapter):
             task = "grounded_qa"
             extra |= {"options": choices, "answer": item.get("ground_truth")}
         video = str(require(item, "video", ref))
-        return [QueryRow(uid=f"{self.name}/{split}/{index}", source=self.name, split=split, task=task,
+        return [QueryRow(uid=self.uid(split, index), source=self.name, split=split, task=task,
                          video_id=PurePosixPath(video).stem, video_path=video, duration=duration,
                          duration_source="annotation", query=query, query_raw=problem, windows=windows,
                          windows_raw=raw, raw_unit="sec", flags=flags | text_flags | {"prompt_as_query"},

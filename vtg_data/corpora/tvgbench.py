@@ -84,7 +84,7 @@ class TVGBench(CorpusAdapter):
         raw_query = require(item, "question", ref)
         query, text_flags = query_text(raw_query, ref)
         origin = origin_of(item)
-        return [QueryRow(uid=f"{self.name}/{split}/{index}", source=self.name, split=split, video_id=video_id,
+        return [QueryRow(uid=self.uid(split, index), source=self.name, split=split, video_id=video_id,
                          video_path=PurePosixPath(str(item["path"])).name, clip_start=start if cropped else None,
                          clip_end=end if cropped else None, duration=duration, duration_source="annotation",
                          query=query, query_raw=raw_query, windows=windows, windows_raw=raw, raw_unit="str_range",

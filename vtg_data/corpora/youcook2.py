@@ -66,7 +66,7 @@ class YouCook2(CorpusAdapter):
             windows, raw, flags = convert_windows([require(segment, "segment", item)], duration, item, ctx)
             sentence = require(segment, "sentence", item)
             query, text_flags = query_text(sentence, item)
-            rows.append(QueryRow(uid=f"{self.name}/{split}/{ytid}/{segment.get('id', index)}", source=self.name,
+            rows.append(QueryRow(uid=self.uid(split, ytid, segment.get('id', index)), source=self.name,
                                  split=split, task="step_grounding", video_id=ytid, video_path=f"{ytid}.mp4",
                                  duration=duration, duration_source="annotation", query=query, query_raw=sentence,
                                  windows=windows, windows_raw=raw, raw_unit="sec", flags=flags | text_flags,
