@@ -1,0 +1,35 @@
+"""The ``vtg-data`` command line: argument parsing and printing only; the work is in the stages.
+
+One module per command group registers its commands here: ``data`` (download, stats,
+check-leakage, make-tiny-model), ``evaluate`` (eval), ``build`` (build coldstart, build rl,
+score-difficulty), ``publish`` (push-to-hub, export), ``train`` (train sft, train rl), ``demo``.
+The options of every command that runs a stage are generated from that stage's config dataclass
+(``options``), so each field has one flag and one default.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from vtg_data.cli import build, data, demo, evaluate, publish, train
+
+app = typer.Typer(
+    help="Video temporal grounding data: download, build, score, publish, train, evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+build_app = typer.Typer(
+    help="Build training sets: cold-start SFT traces, difficulty-controlled RL sets.", no_args_is_help=True
+)
+train_app = typer.Typer(help="Train: supervised fine-tuning and GRPO, video-native.", no_args_is_help=True)
+app.add_typer(build_app, name="build")
+app.add_typer(train_app, name="train")
+
+data.register(app)
+evaluate.register(app)
+build.register(app, build_app)
+publish.register(app)
+train.register(train_app)
+demo.register(app)
+
+__all__ = ["app"]

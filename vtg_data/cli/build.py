@@ -1,0 +1,150 @@
+"""Building training sets: ``build coldstart`` (``ColdstartConfig``), ``score-difficulty``
+(``DifficultyConfig``), ``build rl`` (``RLConfig``); options generated from those configs."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from vtg_data.cli.common import BACKEND_OPTIONS, backend_from, console, fail, out, print_histogram, progress
+from vtg_data.cli.options import Group, build, command, explicit, flags, option
+from vtg_data.stages.coldstart import ColdstartConfig
+from vtg_data.stages.difficulty import DifficultyConfig
+from vtg_data.stages.rlset import RLConfig
+
+COLDSTART = Group(
+    ColdstartConfig,
+    skip={
+        "rules": "--disable RULE takes rules out of the fixed order",
+        "rewrite": "on when --rewrite-model is given",
+        "teacher_generation.n": "--k: the stage asks for k traces per sample",
+    },
+    rename={"options.max_tokens": "trace_max_tokens", "options.min_tokens": "trace_min_tokens",
+            "options.parse_mode": "trace_parse_mode"},
+    spell={"import_files": "--import"},
+    help={"k": "Traces per sample.", "import_files": "Teacher traces made elsewhere (JSONL/JSON).",
+          "teacher_prompt": "Prompt the teacher is asked with.", "teacher_sees_gt": "Show the teacher the annotated moment.",
+          "options.iou_min": "iou rule: least IoU of the trace's window with the ground truth.",
+          "options.min_chars": "length_chars rule: shortest trace.", "options.max_chars": "length_chars rule: longest trace.",
+          "options.min_tokens": "length_tokens rule: fewest trace tokens.", "options.max_tokens": "length_tokens rule: most trace tokens.",
+          "options.max_span": "span rule: largest answer span as a fraction of the video.",
+          "options.parse_mode": "parse rule's parser: tolerant | strict.",
+          "bench": "Benchmark tables for the leakage rule.", "rewrite_prompt": "Prompt of the rewriter.",
+          "rewrite_tolerance": "A rewrite is kept only if its window is within this many seconds of the original's.",
+          "target": "SFT answer: teacher (its own window) | gt.", "student_prompt": "Prompt of the SFT messages."},
+)  # fmt: skip
+DIFFICULTY = Group(DifficultyConfig, spell={"k": "--k|-k"})
+RLSET = Group(RLConfig, skip={"quotas": "--quota SOURCE=N (repeatable)"}, rename={"policies": "policy"},
+              help={"scores": "A score-difficulty run folder.",
+                    "policies": "band | nonzero-variance | gaussian | timelens | bins (repeatable, composed in order).",
+                    "lo": "band: lower bound on mean IoU (exclusive).", "hi": "band: upper bound on mean IoU (exclusive).",
+                    "mu": "gaussian: centre on mean IoU.", "sigma": "gaussian: width.",
+                    "drop_zero": "gaussian: drop mean IoU 0 first.", "timelens_mu": "timelens: centre of the difficulty weight.",
+                    "timelens_sigma": "timelens: width of the difficulty weight.",
+                    "duration_buckets": "timelens: bucket edges on video duration, seconds.",
+                    "bin_edges": "bins: edges on difficulty (1 - mean IoU).", "bin_shares": "bins: share of each bin.",
+                    "size": "Total rows to keep."})  # fmt: skip
+
+
+def register(app: typer.Typer, build_app: typer.Typer) -> None:
+    coldstart_flags, difficulty_flags, rl_flags = flags(COLDSTART), flags(DIFFICULTY), flags(RLSET)
+
+    def run_coldstart(ctx: typer.Context, values: dict) -> None:
+        from vtg_data.stages.coldstart import build_coldstart
+        from vtg_data.stages.coldstart_rules import RULE_ORDER
+
+        try:
+            disabled = set(values["disable"] or [])
+            unknown = sorted(disabled - set(RULE_ORDER))
+            if unknown:
+                fail(f"unknown rule(s) {unknown}; rules are {', '.join(RULE_ORDER)}")
+            cfg = build(ColdstartConfig, coldstart_flags, values, explicit(ctx, values),
+                        fixed={"rules": tuple(r for r in RULE_ORDER if r not in disabled),
+                               "rewrite": values["rewrite_model"] is not None})  # fmt: skip
+            teacher = (backend_from(values, values["teacher_backend"], values["teacher_model"])
+                       if values["teacher_model"] else None)  # fmt: skip
+            rewriter = (backend_from(values, values["rewrite_backend"], values["rewrite_model"])
+                        if values["rewrite_model"] else None)  # fmt: skip
+            with progress() as bar:
+                result = build_coldstart(cfg, teacher, rewriter, bar)
+        except (ValueError, FileNotFoundError, ImportError) as exc:
+            fail(str(exc))
+        overall = result.funnel["overall"]
+        table = Table(
+            title=f"cold-start funnel: {overall['in']} traces -> {overall['out']} accepted -> {result.rows} rows"
+        )
+        for column in ("rule", "in", "rejected", "out"):
+            table.add_column(column, justify="left" if column == "rule" else "right")
+        for step in overall["steps"]:
+            table.add_row(step["rule"], str(step["in"]), str(step["rejected"]), str(step["out"]))
+        out.print(table)
+        imports = result.funnel.get("imports")
+        if imports:
+            console.print(f"imported records: {imports['matched']} matched ({imports['by_containment']} by a query inside "
+                          f"their text), {imports['ambiguous']} ambiguous, {imports['unmatched']} unmatched (manifest.json)")  # fmt: skip
+        rewrite = result.manifest["counts"]["rewrite"]
+        if rewrite:
+            console.print(f"rewrites: {rewrite}")
+        console.print(f"run folder: {result.out}")
+
+    command(build_app, "coldstart", coldstart_flags, run_coldstart, extra=[
+        option("teacher_model", str | None, None, "--teacher-model", help="Generate traces with this model."),
+        option("teacher_backend", str, "hf", "--teacher-backend", help="hf | openai | vllm | template"),
+        option("rewrite_model", str | None, None, "--rewrite-model", help="Rewrite accepted traces with this model."),
+        option("rewrite_backend", str, "hf", "--rewrite-backend", help="hf | openai | vllm | template"),
+        option("disable", list[str] | None, None, "--disable", help="Switch a rule off (repeatable)."),
+        *BACKEND_OPTIONS,
+    ], help="Teacher traces -> filters (with a funnel) -> optional verified rewrite -> SFT messages.")  # fmt: skip
+
+    def run_difficulty(ctx: typer.Context, values: dict) -> None:
+        import functools
+
+        from vtg_data.stages.difficulty import score_difficulty
+
+        try:
+            cfg = build(DifficultyConfig, difficulty_flags, values, explicit(ctx, values))
+            factory = functools.partial(backend_from, values, values["backend"], values["model"])
+            if cfg.engine == "ray":  # the factory is sent to the workers: one model replica each
+                from vtg_data.stages.difficulty_ray import score_with_ray
+
+                manifest = score_difficulty(cfg, backend_factory=factory, executor=score_with_ray)
+            else:
+                with progress() as bar:
+                    manifest = score_difficulty(cfg, backend=factory(), progress=bar)
+        except (ValueError, FileNotFoundError, ImportError) as exc:
+            fail(str(exc))
+        counts = manifest["counts"]
+        console.print(f"scored {counts['scored']} of {counts['samples']} samples ({counts['failed']} failed, "
+                      f"{counts['parse_failures']} rollouts did not parse); run {manifest['run_id']}")  # fmt: skip
+        print_histogram("mean IoU over rollouts", manifest["mean_iou_histogram"])
+        console.print(f"run folder: {cfg.out}")
+
+    command(app, "score-difficulty", difficulty_flags, run_difficulty, extra=[
+        option("model", str, ..., "--model", help="The policy: a model path or id (or a template name)."),
+        option("backend", str, "hf", "--backend", help="hf | openai | vllm"),
+        *BACKEND_OPTIONS,
+    ], help="k policy rollouts per sample -> IoU statistics and difficulty (resumable, sharded).")  # fmt: skip
+
+    def run_rl(ctx: typer.Context, values: dict) -> None:
+        from vtg_data.stages.rlset import build_rl
+
+        try:
+            quotas = {}
+            for item in values["quota"] or []:
+                source, _, count = item.partition("=")
+                quotas[source] = int(count)
+            cfg = build(RLConfig, rl_flags, values, explicit(ctx, values), fixed={"quotas": quotas})
+            manifest = build_rl(cfg)
+        except (ValueError, FileNotFoundError) as exc:
+            fail(str(exc))
+        counts = manifest["counts"]
+        console.print(
+            f"selected {counts['selected']} of {counts['scored']} scored samples; removed per step {counts['removed']}"
+        )
+        histograms = manifest["mean_iou_histogram"]
+        print_histogram("mean IoU: scored vs selected", histograms["before"], histograms["after"])
+        console.print(f"plot: {cfg.out / manifest['plot']}")
+
+    command(build_app, "rl", rl_flags, run_rl, extra=[
+        option("quota", list[str] | None, None, "--quota", help="SOURCE=N: at most N rows of a source (repeatable)."),
+    ], help="Select a difficulty-controlled RL set from a scores table (no model runs).")  # fmt: skip

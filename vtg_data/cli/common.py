@@ -1,0 +1,95 @@
+"""What every command module shares: the consoles, the progress display, failing with a message,
+and building an inference backend or a frame cache from options."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vtg_data.cli.options import option
+
+console = Console(stderr=True)
+out = Console()
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def frame_cache(folder: Path | None, gib: float):
+    """The on-disk frame cache every stage shares (``--frame-cache DIR``), or None."""
+    if folder is None:
+        return None
+    from vtg_data.video import FrameCache
+
+    return FrameCache(folder, max_bytes=int(gib * 2**30))
+
+
+def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "decord", batch_size: int = 4,
+            cache=None, concurrency: int = 8):  # fmt: skip
+    """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
+    if kind == "template":
+        from vtg_data.lvlm.templates import template_backend
+
+        return template_backend(model)
+    from vtg_data.lvlm import make_backend
+
+    if kind == "hf":
+        return make_backend("hf", model, decode_backend=decoder, batch_size=batch_size, frame_cache=cache)
+    if kind == "openai":
+        return make_backend("openai", model, base_url=base_url, concurrency=concurrency)
+    return make_backend(kind, model, decode_backend=decoder, frame_cache=cache)
+
+
+# Options of the commands that run a model, written once.
+BACKEND_OPTIONS: list[inspect.Parameter] = [
+    option("base_url", str | None, None, "--base-url", help="openai backend: server URL (or OPENAI_BASE_URL)."),
+    option("concurrency", int, 8, "--concurrency", help="openai backend: requests in flight at once."),
+    option("decoder", str, "decord", "--decoder", help="decord | torchcodec | ffmpeg"),
+    option("batch_size", int, 4, "--batch-size", help="hf backend: prompts per batch."),
+    option("frame_cache", Path | None, None, "--frame-cache",
+           help="Folder of decoded clips shared by eval, score-difficulty and train."),
+    option("frame_cache_gib", float, 16.0, "--frame-cache-gib",
+           help="Size bound of the frame cache; least recently used clips go first."),
+]  # fmt: skip
+
+
+def backend_from(values: dict, kind: str, model: str):
+    return backend(kind, model, base_url=values["base_url"], decoder=values["decoder"],
+                   batch_size=values["batch_size"], concurrency=values["concurrency"],
+                   cache=frame_cache(values["frame_cache"], values["frame_cache_gib"]))  # fmt: skip
+
+
+def print_histogram(title: str, counts: list[int], selected: list[int] | None = None) -> None:
+    table = Table(title=title)
+    table.add_column("mean IoU")
+    table.add_column("samples", justify="right")
+    if selected is not None:
+        table.add_column("selected", justify="right")
+    peak = max(counts or [1]) or 1
+    for i, count in enumerate(counts):
+        bar = "#" * round(20 * count / peak)
+        cells = [f"{i / len(counts):.2f}-{(i + 1) / len(counts):.2f}", f"{count} {bar}"]
+        if selected is not None:
+            cells.append(str(selected[i]))
+        table.add_row(*cells)
+    out.print(table)
