@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def launch(args: list[str], out: Path, processes: int, config: str | None = None) -> list[dict]:
@@ -22,7 +22,7 @@ def launch(args: list[str], out: Path, processes: int, config: str | None = None
         if accelerate is None:
             pytest.skip("accelerate's launcher is not installed next to this python")
         command = [accelerate, "launch", "--config_file", str(REPO / f"scripts/accelerate/{config}.yaml"),
-                   "--num_processes", str(processes), "--mixed_precision", "no", str(REPO / "tests/cpu_fsdp_cli.py")]  # fmt: skip
+                   "--num_processes", str(processes), "--mixed_precision", "no", str(REPO / "tests/support/cpu_fsdp_cli.py")]  # fmt: skip
     else:
         torchrun = shutil.which("torchrun", path=bin_dir)
         if torchrun is None:

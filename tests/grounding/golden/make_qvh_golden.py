@@ -1,6 +1,6 @@
 """Regenerate ``qvhighlights_val_mr_metrics.json`` with the official QVHighlights evaluator.
 
-    python tests/golden/make_qvh_golden.py --moment-detr PATH/TO/moment_detr \
+    python tests/grounding/golden/make_qvh_golden.py --moment-detr PATH/TO/moment_detr \
         --gt ../shared/corpora/qvhighlights/highlight_val_release.jsonl
 
 PATH is a checkout of github.com/jayleicn/moment_detr (its ``standalone_eval`` package is
