@@ -9,6 +9,10 @@ Run folder (``out``)::
     rejects.parquet     every rejected trace with the rule and the reason
     manifest.json       inputs' hashes, the config, teacher and prompts, the funnel overall and per source
 
+(About 400 lines: the stage is one pass over the traces; the rules are in ``coldstart_rules`` and
+the import of traces made elsewhere in ``coldstart_import``, what remains is the pass itself,
+rewriting and writing the run folder.)
+
 A trace goes through the rules in order; the first that fails rejects it (``coldstart_rules``).
 Among a sample's accepted traces the one with the highest IoU is kept (then the shortest). A
 rewrite is kept only if its final window equals the original's within 0.1 s and it passes every

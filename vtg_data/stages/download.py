@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from vtg_data import __version__
 from vtg_data.corpora import CorpusAdapter, ParseContext, get_adapter
@@ -39,14 +35,20 @@ from vtg_data.fetch.videos import fetch_videos
 from vtg_data.files import write_json
 from vtg_data.schema import (
     SCHEMA_VERSION,
-    VIDEO_SCHEMA,
     QueryRow,
     RecordError,
     ValidationFailed,
     rows_to_table,
     write_table_atomic,
 )
-from vtg_data.video.probe import ProbeResult, probe_many
+from vtg_data.stages.video_inventory import (
+    apply_video_state,
+    index_video_folder,
+    probe_all,
+    resolve_video,
+    write_videos_table,
+    written_video_ids,
+)
 
 MANIFEST = "manifest.json"
 PROBE_CACHE = ".probe-cache.json"
@@ -171,13 +173,13 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
             except (ValidationFailed, RecordError) as exc:
                 summaries[split].error = str(exc)
         # Every video of every split already written or parsed now goes into videos.parquet.
-        video_ids, declared = _written_video_ids(layout, [s for s in manifest_splits if s not in parsed])
+        video_ids, declared = written_video_ids(layout, [s for s in manifest_splits if s not in parsed])
         for rows in parsed.values():
             for row in rows:
                 video_ids.setdefault(row.video_id, row.duration)
                 declared.setdefault(row.video_id, row.video_path)
         resolved = {vid: resolve_video(adapter, vid, video_index, declared.get(vid)) for vid in video_ids}
-        probes = _probe_all(layout, resolved, probe_cache, progress)
+        probes = probe_all(layout, resolved, probe_cache, progress)
         if adapter.duration_from_probe and parsed:
             durations = {vid: p.duration for vid, p in probes.items() if p.status == "ok" and p.duration}
             for split in list(parsed):
@@ -185,7 +187,7 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
                 ctx = _context(cfg, files, hashes_cache, durations)
                 parsed[split] = adapter.parse(split, files, ctx)
         for split, rows in parsed.items():
-            _apply_video_state(rows, resolved, probes)
+            apply_video_state(rows, resolved, probes)
             write_table_atomic(rows_to_table(rows), layout.out / f"{split}.parquet")
             summaries[split] = _summarize(split, rows)
             manifest_splits[split] = {
@@ -221,125 +223,6 @@ def download(cfg: DownloadConfig, progress=None) -> DownloadResult:
             manifest["mirror"] = session.record()
             _write_json(layout.out / MANIFEST, manifest)
     return DownloadResult(cfg.corpus, layout.out, [summaries[s] for s in splits], warnings)
-
-
-# ---------------------------------------------------------------------------------------------
-# Videos on disk
-
-
-def index_video_folder(folder: Path) -> dict[str, tuple[str, int, int]]:
-    """Base name -> (path relative to the folder, size, mtime_ns) for every file below it.
-
-    Files without a known video suffix are indexed too: DiDeMo names can end in a bare dot.
-    """
-    index: dict[str, tuple[str, int, int]] = {}
-    if not folder.is_dir():
-        return index
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith(".") or name.endswith((".part", ".tmp", ".json", ".txt")):
-                continue
-            full = Path(dirpath) / name
-            stat = full.stat()
-            index.setdefault(name, (full.relative_to(folder).as_posix(), stat.st_size, stat.st_mtime_ns))
-    return index
-
-
-def resolve_video(
-    adapter: CorpusAdapter,
-    video_id: str,
-    index: dict[str, tuple[str, int, int]],
-    declared: str | None = None,
-) -> tuple[str, bool]:
-    """(relative path, found) for a video id: the first candidate name present on disk.
-
-    ``declared`` is the path the annotation itself gives (NExT-GQA's ``1023/4010069381.mp4`` from
-    its id map): its base name is tried first, and it stays the path when no file is found, so a
-    table made before the videos arrive already points where they will be.
-    """
-    candidates = adapter.video_candidates(video_id)
-    if declared:
-        candidates = [PurePosixPath(declared).name, *candidates]
-    for name in candidates:
-        if name in index:
-            return index[name][0], True
-    return declared or candidates[0], False
-
-
-def _probe_all(layout: DataRoot, resolved, cache: dict, progress=None) -> dict[str, ProbeResult]:
-    results: dict[str, ProbeResult] = {}
-    todo: list[tuple[str, Path, list]] = []
-    for video_id, (rel, found) in resolved.items():
-        if not found:
-            results[video_id] = ProbeResult("missing")
-            continue
-        path = layout.videos / rel
-        stat = path.stat()
-        key = [stat.st_size, stat.st_mtime_ns]
-        cached = cache.get(rel)
-        if cached and cached[0] == key:
-            results[video_id] = ProbeResult(**cached[1])
-        else:
-            todo.append((video_id, path, key))
-    if todo:
-        task = progress.add_task("probing videos", total=len(todo)) if progress else None
-        probed = probe_many(
-            [p for _, p, _ in todo], on_done=(lambda: progress.advance(task)) if progress else None
-        )
-        for (video_id, path, key), result in zip(todo, probed, strict=True):
-            results[video_id] = result
-            cache[path.relative_to(layout.videos).as_posix()] = [key, result.as_dict()]
-    return results
-
-
-def _apply_video_state(rows: list[QueryRow], resolved, probes: dict[str, ProbeResult]) -> None:
-    for row in rows:
-        row.video_path = resolved[row.video_id][0]
-        status = probes[row.video_id].status
-        if status != "ok":
-            row.flags.add(f"video_{status}")
-
-
-def write_videos_table(layout: DataRoot, annotated: dict[str, float], resolved, probes) -> None:
-    records = []
-    for video_id in sorted(annotated):
-        probe = probes[video_id]
-        records.append(
-            {
-                "video_id": video_id,
-                "video_path": resolved[video_id][0],
-                "status": probe.status,
-                "duration_annotation": annotated[video_id],
-                "duration_probe": probe.duration,
-                "fps": probe.fps,
-                "width": probe.width,
-                "height": probe.height,
-                "bytes": probe.bytes,
-                "sha256": None,
-                "error": probe.error,
-            }
-        )
-    write_table_atomic(pa.Table.from_pylist(records, schema=VIDEO_SCHEMA), layout.out / "videos.parquet")
-
-
-def _written_video_ids(layout: DataRoot, splits: list[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """Video id -> duration and video id -> path, from the tables of splits already written."""
-    ids: dict[str, float] = {}
-    paths: dict[str, str] = {}
-    for split in splits:
-        path = layout.out / f"{split}.parquet"
-        if path.is_file():
-            table = pq.read_table(path, columns=["video_id", "video_path", "duration"])
-            for vid, video_path, duration in zip(
-                table["video_id"].to_pylist(),
-                table["video_path"].to_pylist(),
-                table["duration"].to_pylist(),
-                strict=True,
-            ):
-                ids.setdefault(vid, duration)
-                paths.setdefault(vid, video_path)
-    return ids, paths
 
 
 # ---------------------------------------------------------------------------------------------
