@@ -16,6 +16,11 @@ def test_demo_runs_every_stage_and_scores_a_baseline(tmp_path):
     assert metrics["counts"]["scored"] == test_rows > 0
     assert 0 <= metrics["metrics"]["mIoU"] <= 100
     assert "| R1@0.1 |" in result.output
+    page = (tmp_path / "report.html").read_text()  # the demo ends with its report
+    assert all(
+        f"<h2>{title}</h2>" in page for title in ("What ran", "Cold-start funnel", "Difficulty", "Metrics")
+    )
+    assert "No cold-start run given" not in page and "No evaluation run given" not in page
 
 
 def test_prior_baseline_scales_the_mean_relative_window():

@@ -181,3 +181,18 @@ def test_rollouts_per_prompt_length_equal_the_padded_batch(root, init):
     grouped = PolicyRollouts(backend, "equal-length").sample(batch, params, prompts)
     assert len(grouped) == len(padded) == 2 * len(examples)
     assert [r.tolist() for r in grouped] == [r.tolist() for r in padded]  # same rows, in prompt order
+
+
+def test_a_run_says_where_it_is_when_no_bar_is_drawn(root, init, tmp_path):
+    from typer.testing import CliRunner
+
+    from vtg_data.cli import app
+
+    result = CliRunner().invoke(app, [
+        "train", "sft", "--model", str(init), "--data", data(root).path, "--video-root", str(root / "videos"),
+        "--out", str(tmp_path / "run"), "--steps", "40", "--batch-size", "2", "--num-workers", "0", "--prompt", "compact",
+        "--max-frames", "8", "--min-pixels", str(56 * 56), "--max-pixels", str(56 * 56), "--no-save-final",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("train sft step ")]
+    assert len(lines) == 20 and lines[-1].startswith("train sft step 40/40, loss ") and "s left)" in lines[-1]

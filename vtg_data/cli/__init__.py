@@ -2,7 +2,8 @@
 
 One module per command group registers its commands here: ``data`` (download, stats,
 check-leakage, make-tiny-model), ``evaluate`` (eval), ``build`` (build coldstart, build rl,
-score-difficulty), ``publish`` (push-to-hub, export), ``train`` (train sft, train rl), ``demo``.
+score-difficulty), ``publish`` (push-to-hub, export), ``train`` (train sft, train rl), ``report``
+(inspect, report), ``demo``.
 The options of every command that runs a stage are generated from that stage's config dataclass
 (``options``), so each field has one flag and one default.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from vtg_data.cli import build, data, demo, evaluate, publish, train
+from vtg_data.cli import build, data, demo, evaluate, publish, report, train
 
 app = typer.Typer(
     help="Video temporal grounding data: download, build, score, publish, train, evaluate.",
@@ -30,6 +31,7 @@ evaluate.register(app)
 build.register(app, build_app)
 publish.register(app)
 train.register(train_app)
+report.register(app)
 demo.register(app)
 
 __all__ = ["app"]

@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from vtg_data.cli.options import option
@@ -18,15 +26,74 @@ console = Console(stderr=True)
 out = Console()
 
 
-def progress() -> Progress:
+class CountColumn(ProgressColumn):
+    """Bytes for a download (a task added with ``unit="bytes"``), done/total for steps and items."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes, self.items = DownloadColumn(), MofNCompleteColumn()
+
+    def render(self, task):
+        return (self.bytes if task.fields.get("unit") == "bytes" else self.items).render(task)
+
+
+class LineProgress:
+    """Where long work is when output is not a terminal (CI logs, a piped demo): one line per task
+    every 5% of its total, instead of a bar. ``disable`` is true: the trainers, which know their
+    loss or reward, print their own lines."""
+
+    disable = True
+
+    def __init__(self) -> None:
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
+        self.tasks[len(self.tasks)] = {
+            "description": description,
+            "total": total,
+            "completed": completed,
+            "said": -1,
+        }
+        return len(self.tasks) - 1
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, advance=advance)
+
+    def update(
+        self, task: int, *, completed=None, total=None, advance=None, description=None, **fields
+    ) -> None:
+        state = self.tasks[task]
+        if total is not None:
+            state["total"] = total
+        if description is not None:
+            state["description"] = description
+        state["completed"] = completed if completed is not None else state["completed"] + (advance or 0)
+        if state["total"]:
+            step = int(20 * state["completed"] / state["total"])
+            if step > state["said"]:
+                state["said"] = step
+                console.print(
+                    f"{state['description']}: {state['completed']:g}/{state['total']:g}", highlight=False
+                )
+
+
+def progress() -> Progress | LineProgress:
+    """A progress bar on the terminal; a line every 5% of each task when output is not one."""
+    if not console.is_terminal:
+        return LineProgress()
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        DownloadColumn(),
+        CountColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=True,
-        disable=not console.is_terminal,
     )
 
 

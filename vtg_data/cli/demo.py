@@ -79,7 +79,9 @@ def register(app: typer.Typer) -> None:
         for builder, source in (("tvg-coldstart", root / "coldstart"), ("tvg-rl", root / "rl")):
             run("push-to-hub", builder, "--input", source, "--repo", f"vtg-data-demo/{builder}", "--version", "0.1.0",
                 "--dry-run", "--out", root / "hub" / builder, "--videos", "embed", "--video-root", root / "videos")  # fmt: skip
+        runs = [root / "coldstart", root / "difficulty", root / "rl", root / "eval" / "tiny"]
         if not recipe:
+            run("report", *runs, "--out", root / "report.html")
             return
         from vtg_data.recipe import RecipeConfig, run_recipe
 
@@ -103,3 +105,6 @@ def register(app: typer.Typer) -> None:
         gain = scores["SFT + GRPO"] - scores["SFT on teacher"]
         console.print(f"GRPO on the truth vs SFT on the biased teacher: {gain:+.3f} held-out mIoU for this seed (one seed "
                       "moves by about 0.03; benchmarks/rl_fixes_biased_coldstart.py gives the mean over seeds)")  # fmt: skip
+        console.print("[bold]11. the report: every run above on one page[/bold]")
+        run("report", *runs, root / "recipe" / "coldstart", root / "recipe" / "sft", root / "recipe" / "grpo",
+            "--out", root / "report.html")  # fmt: skip

@@ -100,7 +100,7 @@ class MirrorSession:
         url = f"{hf_endpoint()}/datasets/{self.repo}/resolve/{self.commit}/{urllib.parse.quote(path)}"
         update = None
         if progress is not None:
-            task = progress.add_task(PurePosixPath(path).name, total=None)
+            task = progress.add_task(PurePosixPath(path).name, total=None, unit="bytes")
 
             def update(done: int, total: int | None) -> None:
                 progress.update(task, completed=done, total=total)

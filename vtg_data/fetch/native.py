@@ -142,7 +142,7 @@ def progress_callback(progress, label: str):
     def update(done: int, total: int | None) -> None:
         nonlocal task
         if task is None:
-            task = progress.add_task(f"downloading {label}", total=total)
+            task = progress.add_task(f"downloading {label}", total=total, unit="bytes")
         progress.update(task, completed=done, total=total)
 
     return update

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,7 @@ class Run:
     log: MetricsLog | None
     reference: Any = None
     skipped_uids: set = field(default_factory=set)
+    stage: str = "train"
 
     @property
     def bare(self):
@@ -281,12 +283,16 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
         write_json_atomic(cfg.out / "config.json", config)
         log = MetricsLog(cfg.out / "metrics.jsonl")
     return Run(accelerator, backend, model, optimizer, scheduler, parameters, examples, held_out, inputs,
-               start_step, source, log, reference)  # fmt: skip
+               start_step, source, log, reference, stage=stage)  # fmt: skip
 
 
-def end_step(cfg, run: Run, step: int, record: dict, history: list, progress=None, task=None) -> None:
+def end_step(
+    cfg, run: Run, step: int, record: dict, history: list, progress=None, task=None, last: int = 0
+) -> None:
     """One step's bookkeeping: periodic held-out eval (every process takes part), the metrics line
-    (main process), periodic checkpoint (gathered on every process, written by the main one)."""
+    (main process), periodic checkpoint (gathered on every process, written by the main one), and
+    where the run is: the progress bar's step and loss or reward, or, when nothing draws a bar
+    (output not a terminal: CI logs, the demo piped), one line every 5% of the run."""
     if run.held_out and cfg.eval_every and step % cfg.eval_every == 0:
         record |= {f"eval/{k}": v for k, v in run.evaluate(cfg).items()}
     if any(v != v for v in record.values() if isinstance(v, float)):
@@ -296,8 +302,24 @@ def end_step(cfg, run: Run, step: int, record: dict, history: list, progress=Non
         run.log.write(record)
     if cfg.save_every and step % cfg.save_every == 0:
         save_checkpoint(run, cfg.out, step)
-    if task is not None:
-        progress.advance(task)
+    if run.is_main:
+        _say_where(run, step, record, last or step, progress, task)
+
+
+def _say_where(run: Run, step: int, record: dict, last: int, progress, task) -> None:
+    key = "reward" if "reward" in record else "loss"
+    detail = f"{run.stage} step {step}/{last}, {key} {record[key]:.3f}"
+    if "eval/mIoU" in record:
+        detail += f", held-out mIoU {record['eval/mIoU']:.3f}"
+    if task is not None and not getattr(progress, "disable", False):
+        progress.update(task, advance=1, description=detail)
+        return
+    every = max(1, last // 20)
+    if step % every == 0 or step == last:
+        elapsed = record.get("seconds", 0.0)
+        done = max(step - run.start_step, 1)
+        left = elapsed / done * (last - step)
+        print(f"{detail} ({elapsed:.0f} s, about {left:.0f} s left)", file=sys.stderr, flush=True)
 
 
 def end_run(cfg, run: Run, last: int, history: list) -> dict[str, Any]:

@@ -284,5 +284,5 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
         }
         if torch.cuda.is_available():
             record["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        end_step(cfg, run, step + 1, record, history, progress, task)
+        end_step(cfg, run, step + 1, record, history, progress, task, last)
     return end_run(cfg, run, last, history)

@@ -82,5 +82,5 @@ def train_sft(cfg: SFTConfig, progress=None, backend=None) -> dict[str, Any]:
         record = {"step": step + 1, "loss": run.mean(loss), "lr": run.scheduler.get_last_lr()[0],
                   "batch": batch_key(scheduled), "skipped": record_skipped(cfg, run, step + 1, items),
                   **cache_counts(run, items), "seconds": round(time.perf_counter() - began, 3)}  # fmt: skip
-        end_step(cfg, run, step + 1, record, history, progress, task)
+        end_step(cfg, run, step + 1, record, history, progress, task, last)
     return end_run(cfg, run, last, history)
