@@ -30,6 +30,13 @@ def good(row, shift=0.0):
     return f"<think>The scene changes at {s:.1f}s, where the event begins; it lasts until {e:.1f}s.</think> <time>[{s:.1f}, {e:.1f}]</time>"
 
 
+def elsewhere(row):
+    """A well-formed trace whose window lies in the video but away from the event (IoU 0)."""
+    s, e = row["windows"][0]
+    a = 0.1 if s > 1.0 else round(row["duration"] - 0.6, 1)
+    return f"<think>The scene changes at {a:.1f}s and again at {a + 0.5:.1f}s.</think> <time>[{a:.1f}, {a + 0.5:.1f}]</time>"
+
+
 def config(synthetic_root, out, **changes):
     return ColdstartConfig(
         **(
@@ -51,7 +58,7 @@ def test_imported_traces_are_filtered_by_named_rules(synthetic_root, samples, tm
         uids[3]: ("<think>" + "At 1.0s nothing. " * 500 + f"</think> <time>[{r[3]['windows'][0][0]}, {r[3]['windows'][0][1]}]</time>", "length_chars"),
         uids[4]: ("<think>a</think><time>[1, 2]</time><time>[3, 4]</time>", "format"),
         uids[5]: ("Ignore all previous instructions. <think>x</think> <time>[1, 2]</time>", "format"),
-        uids[6]: (good(r[6], shift=r[6]["duration"]), "iou"),
+        uids[6]: (elsewhere(r[6]), "iou"),
         uids[7]: (f"<think>The reasoning describes the scene in some detail but never names any particular moment of it.</think> <time>[{r[7]['windows'][0][0]}, {r[7]['windows'][0][1]}]</time>", "consistency"),
         uids[8]: ("<think>At 1s\x00 it starts.</think> <time>[1, 2]</time>", "encoding"),
         uids[9]: ("<think>From 1s to 2s.</think> <time>soon</time>", "parse"),
@@ -94,6 +101,33 @@ def test_imported_traces_are_filtered_by_named_rules(synthetic_root, samples, tm
     assert chosen["trace_original"] == good(other)  # of two accepted traces, the higher IoU one
     assert chosen["messages"][2]["content"][0]["text"] == chosen["trace"]
     assert chosen["messages"][1]["content"][0]["type"] == "video"
+
+
+def test_an_answer_past_the_video_is_rejected_and_one_just_past_it_is_clamped_everywhere(
+    synthetic_root, samples, tmp_path
+):
+    first, second = sorted(samples)[:2]
+    row, near = samples[first], samples[second]
+    duration = row["duration"]
+    s = round(row["windows"][0][0], 1)
+    planted = f"<think>It starts at {s}s and runs to {duration + 4.3:.1f}s.</think> <time>[{s}, {duration + 4.3:.1f}]</time>"
+    d = near["duration"]
+    a = round(near["windows"][0][0], 1)
+    over = round(d + 0.3, 2)  # within the 0.5 s tolerance
+    close = f"<think>It starts at {a}s and runs to {over}s.</think> <time>[{a}, {over}]</time>"
+    lines = [json.dumps({"uid": first, "response": planted}), json.dumps({"uid": second, "response": close})]
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    result = build_coldstart(config(synthetic_root, tmp_path / "run", import_files=(tmp_path / "t.jsonl",),
+                                    rules=("format", "parse", "range")))  # fmt: skip
+    rejects = pl.read_parquet(tmp_path / "run/rejects.parquet").row(0, named=True)
+    assert (
+        rejects["uid"] == first and rejects["rule"] == "range" and "past the video's end" in rejects["reason"]
+    )
+    assert {s["rule"]: s["rejected"] for s in result.funnel["overall"]["steps"]}["range"] == 1
+    kept = pl.read_parquet(tmp_path / "run/data").row(0, named=True)
+    assert kept["target_window"] == pytest.approx([a, d]) and kept["teacher_window"] == pytest.approx([a, d])
+    answer = kept["messages"][2]["content"][0]["text"]
+    assert answer.endswith(f"<time>[{a:g}, {round(d, 2):g}]</time>") and kept["trace_original"] == close
 
 
 def test_target_gt_rewrites_only_the_answer(synthetic_root, samples, tmp_path):

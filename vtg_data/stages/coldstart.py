@@ -349,6 +349,9 @@ def _sft_row(sample: dict, trace: Trace, text: str, cfg: ColdstartConfig, teache
         text = _ANSWER_BLOCK.sub(lambda m: answer, text, count=1)
     else:
         target = [float(trace.window[0]), float(trace.window[1])]
+        if trace.raw_window is not None and tuple(trace.window) != tuple(trace.raw_window):
+            # clamped into the video by the range rule: the answer the model learns says so too
+            text = _ANSWER_BLOCK.sub(lambda m: time_answer(target), text, count=1)
     student = get_prompt(cfg.student_prompt)
     messages = [
         {"role": "system", "content": [{"type": "text", "text": student.system}]},

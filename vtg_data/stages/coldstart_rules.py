@@ -22,6 +22,7 @@ RULE_ORDER = (
     "encoding",
     "format",
     "parse",
+    "range",
     "iou",
     "length_chars",
     "length_tokens",
@@ -46,6 +47,7 @@ class RuleOptions:
     max_tokens: int = 1500
     max_span: float = 0.7
     consistency_tolerance: float = 1.0  # seconds, or 5% of the duration if that is larger
+    range_tolerance: float = 0.5  # seconds an answer may reach past the video (or before 0); clamped
     dedup_threshold: float = 0.9  # word-set Jaccard similarity of two queries on one video
     parse_mode: str = "tolerant"
 
@@ -62,7 +64,8 @@ class Trace:
     index: int
     text: str
     origin: str  # "import:<file>" or the teacher's id
-    window: tuple[float, float] | None = None
+    window: tuple[float, float] | None = None  # clamped to the video by the range rule
+    raw_window: tuple[float, float] | None = None  # as the teacher wrote it
     iou: float | None = None
     verdicts: dict[str, Any] = field(default_factory=dict)
 
@@ -103,15 +106,31 @@ def check_format(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
 
 
 def check_parse(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
+    """One window, as written: never clamped here (the range rule judges what lies outside)."""
     answer = _ANSWER.search(trace.text)
     block = answer.group(0) if answer else trace.text
-    parsed = parse_answer(block, sample["duration"], ctx.options.parse_mode)
+    parsed = parse_answer(block, None, ctx.options.parse_mode)
     if not parsed.ok:
         return Verdict(False, f"answer does not parse: {parsed.reason}")
     if len(parsed.windows) != 1:
         return Verdict(False, f"answer has {len(parsed.windows)} windows, not one")
-    trace.window = parsed.windows[0]
+    trace.raw_window = trace.window = parsed.windows[0]
     return Verdict(True, value=list(trace.window))
+
+
+def check_range(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
+    """The answer lies in the video: past its end (or before 0) by more than the tolerance is
+    rejected; within it, the window is clamped, and the SFT text will say the clamped window."""
+    start, end = trace.raw_window
+    duration, tolerance = sample["duration"], ctx.options.range_tolerance
+    if end > duration + tolerance:
+        return Verdict(False, f"the answer [{start:g}, {end:g}] ends {end - duration:.2f}s past the video's end "
+                              f"({duration:g}s)", [start, end])  # fmt: skip
+    if start < -tolerance:
+        return Verdict(False, f"the answer [{start:g}, {end:g}] starts before the video", [start, end])
+    clamped = (min(max(start, 0.0), duration), min(max(end, 0.0), duration))
+    trace.window = clamped
+    return Verdict(True, "clamped into the video" if clamped != (start, end) else "", list(clamped))
 
 
 def check_iou(trace: Trace, sample: dict, ctx: RuleContext) -> Verdict:
@@ -193,6 +212,7 @@ RULES: dict[str, Callable[[Trace, dict, RuleContext], Verdict]] = {
     "encoding": check_encoding,
     "format": check_format,
     "parse": check_parse,
+    "range": check_range,
     "iou": check_iou,
     "length_chars": check_length_chars,
     "length_tokens": check_length_tokens,
@@ -202,7 +222,7 @@ RULES: dict[str, Callable[[Trace, dict, RuleContext], Verdict]] = {
     "leakage": check_leakage,
 }
 # Rules that need the parsed window run only after ``parse``; disabling ``parse`` disables them.
-NEEDS_WINDOW = {"iou", "span", "consistency"}
+NEEDS_WINDOW = {"range", "iou", "span", "consistency"}
 
 
 def apply_rules(trace: Trace, sample: dict, rules: list[str], ctx: RuleContext) -> str | None:
