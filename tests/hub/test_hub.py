@@ -154,8 +154,19 @@ def test_push_tag_load_update_and_refuse(synthetic_root, runs, tmp_path, offline
         uids = [u.replace("synthetic/", "another/") for u in table["uid"].to_pylist()]
         renamed = renamed.set_column(0, "uid", [uids])
         pq.write_table(renamed, other / "test.parquet")
+        from vtg_data.hub.layout import changelog_of
+        from vtg_data.hub.publish import remote_card
+
+        history = changelog_of(remote_card("org/bench", endpoint=hub.url))
+        assert history == ["v1.0.0: this release"]
         v2 = build_hub_folder(HubBuildConfig("tvg-bench", (synthetic_root / "normalized/synthetic", other), tmp_path / "v2",
-                                             repo="org/bench", version="1.1.0"))  # fmt: skip
+                                             repo="org/bench", version="1.1.0", changelog=("a second source",),
+                                             previous_changelog=tuple(history)))  # fmt: skip
+        # the card keeps every published version's entry, newest first
+        assert changelog_of((v2.path / "README.md").read_text()) == [
+            "v1.1.0: a second source",
+            "v1.0.0: this release",
+        ]
         second = publish_folder(v2.path, "org/bench", "1.1.0", endpoint=hub.url)
         assert {p for p in second.unchanged if p.startswith("data/synthetic/")} == {
             p for p in v1.files if p.startswith("data/synthetic/")

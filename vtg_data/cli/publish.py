@@ -15,7 +15,11 @@ from vtg_data.hub.layout import HubBuildConfig
 
 HUB = Group(
     HubBuildConfig,
-    skip={"builder": "the positional BUILDER argument", "out": "--out (a temporary folder unless --dry-run)"},
+    skip={
+        "builder": "the positional BUILDER argument",
+        "out": "--out (a temporary folder unless --dry-run)",
+        "previous_changelog": "read from the repo's current card (or the --out folder's)",
+    },
     rename={"inputs": "input"},
 )
 
@@ -24,16 +28,21 @@ def register(app: typer.Typer) -> None:
     hub_flags = flags(HUB)
 
     def run_push(ctx: typer.Context, values: dict) -> None:
-        from vtg_data.hub.layout import HubBuildError, build_hub_folder
-        from vtg_data.hub.publish import PublishError, publish_folder
+        from vtg_data.hub.layout import HubBuildError, build_hub_folder, changelog_of
+        from vtg_data.hub.publish import PublishError, publish_folder, remote_card
 
         builder, out_dir, dry_run = values["builder"], values["out_dir"], values["dry_run"]
         if dry_run and out_dir is None:
             fail("--dry-run needs --out DIR to write the folder to")
+        local_card = out_dir / "README.md" if out_dir is not None else None
+        previous = changelog_of(remote_card(values["repo"]) if not dry_run else None) or changelog_of(
+            local_card.read_text() if local_card is not None and local_card.is_file() else None
+        )
         with tempfile.TemporaryDirectory() as scratch:
             try:
                 cfg = build(HubBuildConfig, hub_flags, values, explicit(ctx, values),
-                            fixed={"builder": builder, "out": out_dir or Path(scratch) / "dataset"})  # fmt: skip
+                            fixed={"builder": builder, "out": out_dir or Path(scratch) / "dataset",
+                                   "previous_changelog": tuple(previous)})  # fmt: skip
                 folder = build_hub_folder(cfg)
             except (HubBuildError, ValueError, FileNotFoundError) as exc:
                 fail(str(exc))

@@ -55,6 +55,9 @@ class HubBuildConfig:
     max_shard_rows: int = 50_000
     changelog: tuple[str, ...] = ()
     verify: bool = True
+    # the entries of the versions published before (read from the repo's current card): the card
+    # keeps every version's entry, newest first
+    previous_changelog: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not VERSION.match(self.version):
@@ -354,8 +357,8 @@ def render_card(
         histogram=histogram if histogram_image else None,
         eval_card=spec.eval_card,
         models=models,
-        changelog=[f"v{cfg.version}: {entry}" for entry in cfg.changelog]
-        or [f"v{cfg.version}: this release"],
+        changelog=[f"v{cfg.version}: {entry}" for entry in cfg.changelog or ("this release",)]
+        + [entry for entry in cfg.previous_changelog if not entry.startswith(f"v{cfg.version}:")],
         videos_note=videos_note,
     )
 
@@ -370,3 +373,11 @@ def _manifest_summary(manifest: dict) -> str:
         )
     keys = [k for k in ("samples", "traces", "rows", "scored", "selected") if k in counts]
     return ", ".join(f"{k} {counts[k]}" for k in keys) or "run"
+
+
+def changelog_of(card: str | None) -> list[str]:
+    """The entries (``vX.Y.Z: ...``) of a card's changelog section, in order; none without a card."""
+    if not card or "## Changelog" not in card:
+        return []
+    section = card.split("## Changelog", 1)[1].split("\n## ", 1)[0]
+    return [line[2:].strip() for line in section.splitlines() if line.startswith("- v")]

@@ -100,3 +100,15 @@ def publish_folder(
     api.create_tag(repo, tag=tag, revision=head, repo_type="dataset", tag_message=f"vtg-data release {tag}")
     result.commit = head
     return result
+
+
+def remote_card(repo: str, *, token: str | None = None, endpoint: str | None = None) -> str | None:
+    """The dataset card on the repo's main branch, or None (no repo, no card, or unreachable)."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint or os.environ.get("HF_ENDPOINT") or None, token=token)
+    try:
+        path = api.hf_hub_download(repo, "README.md", repo_type="dataset", revision="main")
+    except Exception:  # a new repo has no card; the history then starts here
+        return None
+    return Path(path).read_text()
