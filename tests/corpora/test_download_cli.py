@@ -229,6 +229,17 @@ def test_synthetic_download_is_deterministic_for_a_seed(tmp_path):
         assert a == (tmp_path / "b/normalized/synthetic" / table).read_bytes()
 
 
+def test_synthetic_single_event_layout_is_reachable_from_the_cli(tmp_path):
+    result = run("download", "synthetic", "--root", tmp_path, "--n-videos", 3, "--max-duration", 10,
+                 "--layout", "single_event")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = pl.concat([pl.read_parquet(p) for p in (tmp_path / "normalized/synthetic").glob("*.parquet")
+                      if p.name != "videos.parquet"])  # fmt: skip
+    assert rows.group_by("video_id").len()["len"].to_list() == [1] * rows["video_id"].n_unique()
+    refused = run("download", "synthetic", "--root", tmp_path / "x", "--layout", "diagonal")
+    assert refused.exit_code != 0 and "layout must be" in refused.output
+
+
 def test_didemo_videos_come_one_by_one_from_the_yfcc_bucket(file_server, tmp_path, monkeypatch):
     from vtg_data.corpora import didemo
 

@@ -40,6 +40,23 @@ def test_make_tiny_model_cli_writes_a_loadable_model(tmp_path):
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id
 
 
+@pytest.mark.parametrize(("size", "hidden", "layers"), [("xs", 64, 2), ("m", 256, 4)])
+def test_make_tiny_model_cli_writes_the_named_learning_size(tmp_path, size, hidden, layers):
+    from transformers import AutoConfig
+
+    result = CliRunner().invoke(app, ["make-tiny-model", str(tmp_path / size), "--size", size])
+    assert result.exit_code == 0, result.output
+    text = AutoConfig.from_pretrained(tmp_path / size).text_config
+    assert (text.hidden_size, text.num_hidden_layers) == (hidden, layers)
+
+
+def test_make_tiny_model_cli_rejects_an_unknown_size(tmp_path):
+    result = CliRunner().invoke(app, ["make-tiny-model", str(tmp_path / "m"), "--size", "xl"])
+    assert result.exit_code != 0
+    assert "size must be one of" in result.output
+    assert not (tmp_path / "m").exists()
+
+
 def test_processor_receives_the_true_frame_timing(hf_backend, videos):
     for video in videos:
         clip = sample_frames(video, SamplingPolicy(**{**POLICY.__dict__, "patch": hf_backend.patch}))

@@ -179,7 +179,7 @@ def make_tiny_model_command(
     size: str | None = typer.Option(
         None,
         "--size",
-        help="xs | s: the learning shapes (s: the README's learnable setup); default: the smallest.",
+        help="xs | s | m: the learning shapes (s: the demo's and the tests' learnable setup); default: the smallest.",
     ),
 ) -> None:
     """Write a random-weight Qwen2.5-VL (or Qwen3-VL) model built offline (for tests and demos)."""

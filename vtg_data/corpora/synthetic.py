@@ -47,9 +47,9 @@ class SyntheticConfig:
     fps: int = 10
     width: int = 160
     height: int = 120
-    # "scenes": 2-5 scenes per video, one query each (colour fields, moving squares);
-    # "single_event": a grey screen turns one colour for a while, one query per video
-    layout: str = "scenes"
+    layout: str = (
+        "scenes"  # scenes (2-5 scenes, one query each) | single_event (one coloured stretch, one query)
+    )
 
     def __post_init__(self) -> None:
         if self.layout not in ("scenes", "single_event"):

@@ -219,6 +219,10 @@ def make_tiny_model(
 
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}")
+    if size is not None and size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    if size is not None and family != "qwen2.5-vl":
+        raise ValueError("the learning sizes (--size) exist for qwen2.5-vl only")
     out = Path(out)
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
@@ -237,6 +241,8 @@ def make_tiny_model(
     model.save_pretrained(out)
     processor.save_pretrained(out)
     (out / "vtg_data_tiny.json").write_text(
-        json.dumps({"seed": seed, "hidden_size": hidden_size, "layers": layers})
+        json.dumps(
+            {"seed": seed, "hidden_size": hidden_size, "layers": layers, "size": size, "family": family}
+        )
     )
     return out
