@@ -36,12 +36,23 @@ COLDSTART = Group(
 DIFFICULTY = Group(DifficultyConfig, spell={"k": "--k|-k"})
 RLSET = Group(RLConfig, skip={"quotas": "--quota SOURCE=N (repeatable)"}, rename={"policies": "policy"},
               help={"scores": "A score-difficulty run folder.",
-                    "policies": "band | nonzero-variance | gaussian | timelens | bins (repeatable, composed in order).",
+                    "policies": "band | nonzero-variance | gaussian | timelens | bins | span-stratified | partial-annotation "
+                                "(repeatable, composed in order; at most one of timelens, bins, span-stratified).",
                     "lo": "band: lower bound on mean IoU (exclusive).", "hi": "band: upper bound on mean IoU (exclusive).",
                     "mu": "gaussian: centre on mean IoU.", "sigma": "gaussian: width.",
                     "drop_zero": "gaussian: drop mean IoU 0 first.", "timelens_mu": "timelens: centre of the difficulty weight.",
                     "timelens_sigma": "timelens: width of the difficulty weight.",
-                    "duration_buckets": "timelens: bucket edges on video duration, seconds.",
+                    "duration_buckets": "timelens: bucket edges on video duration, seconds (TimeLens: 0,30,...,240,inf).",
+                    "timelens_min_duration": "timelens: drop videos shorter than this (s).",
+                    "timelens_max_duration": "timelens: drop videos longer than this (s).",
+                    "span_target": "span-stratified: benchmark tables whose span length x coverage to match (repeatable).",
+                    "span_length_edges": "span-stratified: edges on annotated seconds.",
+                    "span_coverage_edges": "span-stratified: edges on the share of the video annotated.",
+                    "partial_action": "partial-annotation: drop | flag (both list the samples found).",
+                    "partial_min_parsed": "partial-annotation: least share of rollouts that gave a window.",
+                    "partial_agreement": "partial-annotation: least mean IoU of rollouts with their consensus window.",
+                    "partial_max_gt_share": "partial-annotation: the ground truth fills at most this share of it.",
+                    "partial_gt_inside": "partial-annotation: least share of the ground truth inside it.",
                     "bin_edges": "bins: edges on difficulty (1 - mean IoU).", "bin_shares": "bins: share of each bin.",
                     "size": "Total rows to keep."})  # fmt: skip
 
@@ -143,8 +154,43 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
         )
         histograms = manifest["mean_iou_histogram"]
         print_histogram("mean IoU: scored vs selected", histograms["before"], histograms["after"])
+        print_policy_reports(manifest["policy_reports"], cfg.out)
         console.print(f"plot: {cfg.out / manifest['plot']}")
 
     command(build_app, "rl", rl_flags, run_rl, extra=[
         option("quota", list[str] | None, None, "--quota", help="SOURCE=N: at most N rows of a source (repeatable)."),
     ], help="Select a difficulty-controlled RL set from a scores table (no model runs).")  # fmt: skip
+
+
+def print_policy_reports(reports: dict, folder) -> None:
+    """What timelens, span-stratified and partial-annotation say about the draw they made."""
+    if "timelens" in reports:
+        table = Table(title=f"timelens: {reports['timelens']['quota_per_bucket']} rows per duration bucket")
+        for column in ("bucket", "rows", "selected"):
+            table.add_column(column, justify="left" if column == "bucket" else "right")
+        for bucket in reports["timelens"]["buckets"]:
+            table.add_row(bucket["bucket"], str(bucket["rows"]), str(bucket["selected"]))
+        out.print(table)
+    if "span-stratified" in reports:
+        strata = reports["span-stratified"]
+        distance = strata["tv_distance"]
+        table = Table(title=f"span length: target vs pool vs selected (distance to target "
+                            f"{distance['pool']:.3f} -> {distance['achieved']:.3f})")  # fmt: skip
+        for column in ("span", "target", "pool", "selected"):
+            table.add_column(column, justify="left" if column == "span" else "right")
+        by_length = strata["by_length"]
+        for i, name in enumerate(by_length["bins"]):
+            table.add_row(
+                name, *(f"{100 * by_length[key][i]:.1f}%" for key in ("target", "pool", "achieved"))
+            )
+        out.print(table)
+        if strata["requested"] is not None and strata["selected"] < strata["requested"]:
+            console.print(
+                f"span-stratified: {strata['selected']} of {strata['requested']} rows (the pool ran short)"
+            )
+    if "partial-annotation" in reports:
+        partial = reports["partial-annotation"]
+        verb = "dropped" if partial["action"] == "drop" else "kept and flagged"
+        console.print(
+            f"partial-annotation: {partial['flagged']} samples {verb}; see {folder}/partial_annotations.jsonl"
+        )
