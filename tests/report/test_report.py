@@ -46,7 +46,8 @@ def runs(synthetic_root, tiny_model, tmp_path_factory):
         DifficultyConfig(data=(table,), out=base / "difficulty", k=4, shards=1),
         backend=ScriptedBackend(policy, "p"),
     )
-    build_rl(RLConfig(scores=base / "difficulty", out=base / "rl", policies=("nonzero-variance",)))
+    build_rl(RLConfig(scores=base / "difficulty", out=base / "rl", policies=("partial-annotation", "nonzero-variance"),
+                      partial_action="flag"))  # fmt: skip
     run_model_eval(ModelEvalConfig(model=str(tiny_model), data=(synthetic_root / "normalized/synthetic/test.parquet",),
                                    out=base / "eval", policy=frames, generation=GenerationParams(max_tokens=8),
                                    bootstrap=20), backend=HFBackend(tiny_model))  # fmt: skip
@@ -163,6 +164,7 @@ def test_the_page_is_valid_self_contained_html_with_every_section(page, runs):
     # real content in each section: funnel rules, histograms, metrics, curves, three samples per run
     assert all(f">{rule}<" in text for rule in ("iou", "span", "leakage"))
     assert "mean IoU over rollouts, scored vs selected" in text and "R1@0.5" in text
+    assert "partially annotated samples flagged" in text  # what the RL run's policies found
     assert "train sft" in text and "best sample" in text and "worst sample" in text
     assert (
         checker.images >= 1 + 2 + 1 + 3 * 4

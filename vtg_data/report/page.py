@@ -81,6 +81,26 @@ def _funnel(run: Run) -> dict[str, Any]:
     return {"path": str(run.path), "chart": _png(plt, figure), "caption": caption, "steps": steps}
 
 
+def _policy_lines(reports: dict[str, Any]) -> list[str]:
+    """One phrase per policy that reports on its draw (timelens, span-stratified, partial-annotation)."""
+    lines = []
+    if "timelens" in reports:
+        buckets = reports["timelens"]["buckets"]
+        lines.append(f"timelens: {reports['timelens']['quota_per_bucket']} per duration bucket, "
+                     f"{sum(b['selected'] for b in buckets)} taken from {sum(1 for b in buckets if b['rows'])} buckets")  # fmt: skip
+    if "span-stratified" in reports:
+        distance = reports["span-stratified"]["tv_distance"]
+        lines.append(
+            f"span length x coverage distance to the target {distance['pool']:.3f} -> {distance['achieved']:.3f}"
+        )
+    if "partial-annotation" in reports:
+        partial = reports["partial-annotation"]
+        lines.append(
+            f"{partial['flagged']} partially annotated samples {'dropped' if partial['action'] == 'drop' else 'flagged'}"
+        )
+    return lines
+
+
 def _histogram_chart(run: Run) -> dict[str, Any]:
     histogram = run.manifest["mean_iou_histogram"]
     plt, figure, axis = _figure()
@@ -93,6 +113,7 @@ def _histogram_chart(run: Run) -> dict[str, Any]:
         axis.legend(fontsize=8)
         caption = (
             f"{run.path}: mean IoU over rollouts, scored vs selected ({sum(after)} of {sum(before)} kept)"
+            + "".join(f"; {line}" for line in _policy_lines(run.manifest.get("policy_reports") or {}))
         )
     else:
         counts = histogram
