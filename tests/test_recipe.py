@@ -15,8 +15,8 @@ def test_simulated_teacher_is_wider_than_the_truth(tmp_path):
         {"uid": f"u{i}", "query": "When is the screen red?", "duration": 20.0, "windows": [[8.0, 12.0]]}
         for i in range(50)
     ]
-    miou = write_simulated_traces(rows, tmp_path / "t.jsonl", widen=2.0, noise=0.0)
-    assert miou == pytest.approx(4 / 8)
+    ious = write_simulated_traces(rows, tmp_path / "t.jsonl", widen=2.0, noise=0.0)
+    assert list(ious.values()) == pytest.approx([4 / 8] * 50) and set(ious) == {f"u{i}" for i in range(50)}
     first = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
     assert (
         first["response"] == "<think>red from 6s to 14s</think> <time>[6, 14]</time>"
@@ -42,4 +42,7 @@ def test_recipe_smoke(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert 0.3 < scores["teacher labels"] < 0.8  # widened by 2 s each side
     assert result["coldstart_funnel"]["in"] > 0
+    over_sft = result["gains"]["over SFT"]
+    assert over_sft["gain"] == pytest.approx(scores["SFT + GRPO"] - scores["SFT on teacher"])
+    assert over_sft["lo"] <= over_sft["gain"] <= over_sft["hi"] and over_sft["queries"] > 0
     assert (tmp_path / "hub/tvg-rl/README.md").is_file() and (tmp_path / "grpo/metrics.jsonl").is_file()

@@ -6,6 +6,7 @@ from vtg_data.grounding.metrics import (
     SampleScore,
     best_match,
     bootstrap_ci,
+    paired_gain,
     grounding_report,
     iop,
     iou,
@@ -77,3 +78,16 @@ def test_bootstrap_is_seeded_and_narrows_with_more_queries():
     assert a == bootstrap_ci(few, ["mIoU"], resamples=300, seed=1)["mIoU"]
     b = bootstrap_ci(many, ["mIoU"], resamples=300, seed=1)["mIoU"]
     assert (b[1] - b[0]) < (a[1] - a[0])
+
+
+def test_paired_gain_is_the_mean_difference_with_an_interval_over_queries():
+    assert paired_gain([1.0, 1.0, 1.0], [0.0, 0.0, 0.0]) == {"gain": 1.0, "lo": 1.0, "hi": 1.0, "queries": 3}
+    # half the queries gain 0.2, half nothing: mean 0.1, every resample lies within [0, 0.2]
+    spread = paired_gain([0.7, 0.5] * 25, [0.5, 0.5] * 25, seed=3)
+    assert spread["gain"] == pytest.approx(0.1) and 0.0 <= spread["lo"] < 0.1 < spread["hi"] <= 0.2
+    # a shared per-query offset does not widen the interval: pairing removes it
+    offsets = [i / 50 for i in range(50)]
+    paired = paired_gain([o + 0.05 for o in offsets], offsets)
+    assert paired["lo"] == pytest.approx(0.05) and paired["hi"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_gain([0.1], [])

@@ -101,10 +101,12 @@ def register(app: typer.Typer) -> None:
         funnel = result["coldstart_funnel"]
         console.print(f"cold start: {funnel['in']} teacher traces -> {funnel['out']} accepted; "
                       f"GRPO mean reward {result['rl_reward_first10']:.3f} (first 10 steps) -> {result['rl_reward_last10']:.3f} (last 10)")  # fmt: skip
-        scores = result["held_out_mIoU"]
-        gain = scores["SFT + GRPO"] - scores["SFT on teacher"]
-        console.print(f"GRPO on the truth vs SFT on the biased teacher: {gain:+.3f} held-out mIoU for this seed (one seed "
-                      "moves by about 0.03; benchmarks/rl_fixes_biased_coldstart.py gives the mean over seeds)")  # fmt: skip
+        for name, gain in result["gains"].items():
+            console.print(f"SFT + GRPO {name}: {gain['gain']:+.3f} held-out mIoU (95% interval {gain['lo']:+.3f} to "
+                          f"{gain['hi']:+.3f} over the {gain['queries']} videos)")  # fmt: skip
+        console.print(
+            "benchmarks/rl_fixes_biased_coldstart.py repeats the recipe over seeds (benchmarks/RESULTS.md)"
+        )
         console.print("[bold]11. the report: every run above on one page[/bold]")
         run("report", *runs, root / "recipe" / "coldstart", root / "recipe" / "sft", root / "recipe" / "grpo",
             "--out", root / "report.html")  # fmt: skip

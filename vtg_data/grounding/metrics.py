@@ -114,6 +114,22 @@ def bootstrap_ci(
     return intervals
 
 
+def paired_gain(
+    better: Sequence[float], base: Sequence[float], resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Mean of ``better - base`` over the same queries and its percentile 95% interval, queries
+    resampled with replacement. Pairing removes the spread the two predictors share (hard and easy
+    videos), so it is the spread of the gain itself."""
+    if len(better) != len(base) or not better:
+        raise ValueError("paired_gain needs two equally long, non-empty lists of per-query scores")
+    diffs = [a - b for a, b in zip(better, base, strict=True)]
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {"gain": sum(diffs) / n, "lo": means[int(0.025 * (resamples - 1))],
+            "hi": means[math.ceil(0.975 * (resamples - 1))], "queries": n}  # fmt: skip
+
+
 def grounding_report(
     scores: Sequence[SampleScore],
     thresholds: Sequence[float] = THRESHOLDS,

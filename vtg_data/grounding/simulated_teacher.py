@@ -25,14 +25,15 @@ def simulated_window(
 
 def write_simulated_traces(
     rows: list[dict], out: Path, *, widen: float = 2.0, noise: float = 0.5, seed: int = 0
-) -> float:
-    """Write ``{uid, response, teacher}`` JSONL for ``rows``; returns the labels' mIoU vs the truth."""
+) -> dict[str, float]:
+    """Write ``{uid, response, teacher}`` JSONL for ``rows``; returns each label's IoU with the truth
+    by uid (their mean is the teacher's mIoU)."""
     rng = random.Random(seed)
-    ious = []
+    ious = {}
     lines = []
     for row in sorted(rows, key=lambda r: r["uid"]):
         s, e = simulated_window(row["windows"][0], row["duration"], rng, widen, noise)
-        ious.append(iou((s, e), row["windows"][0]))
+        ious[row["uid"]] = iou((s, e), row["windows"][0])
         colour = row["query"].rstrip("?").split()[-1]
         response = f"<think>{colour} from {fmt(s)}s to {fmt(e)}s</think> {time_answer((s, e))}"
         lines.append(
@@ -46,4 +47,4 @@ def write_simulated_traces(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
-    return sum(ious) / len(ious)
+    return ious

@@ -72,8 +72,10 @@ class MetricsLog:
 
 
 def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Example], max_tokens: int = 32,
-                      samples: int = 1, temperature: float = 0.0, accelerator=None) -> dict[str, float]:  # fmt: skip
-    """Held-out mIoU (and R1@0.5, well-formed rate) through the inference backend, as eval does.
+                      samples: int = 1, temperature: float = 0.0, accelerator=None,
+                      per_query: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Held-out mIoU (and R1@0.5, well-formed rate) through the inference backend, as eval does;
+    ``per_query`` adds each query's mean IoU (``ious``, in example order; one process only).
     Clips are decoded (or read from the frame cache) 16 at a time and dropped after use.
 
     With an ``accelerator`` of several processes, each scores its share of the examples and the
@@ -92,7 +94,9 @@ def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Ex
         chunk, _ = backend.sample(batch, params)
         texts += chunk
     iou_sum = hits = formed = count = 0.0
+    per_example: list[float] = []
     for example, outputs in zip(mine, texts[: len(mine)], strict=True):
+        mark = iou_sum
         for text in outputs:
             parsed = parse_answer(text, example.duration)
             formed += bool(
@@ -102,11 +106,17 @@ def evaluate_examples(backend: HFBackend, inputs: VideoInputs, examples: list[Ex
             iou_sum += iou
             hits += iou >= 0.5
             count += 1
+        per_example.append((iou_sum - mark) / max(len(outputs), 1))
     sums = torch.tensor([iou_sum, hits, formed, count], dtype=torch.float64)
     if world > 1:
         sums = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
     iou_sum, hits, formed, count = sums.tolist()
-    return {"mIoU": iou_sum / count, "R1@0.5": hits / count, "well_formed": formed / count}
+    result: dict[str, Any] = {"mIoU": iou_sum / count, "R1@0.5": hits / count, "well_formed": formed / count}
+    if per_query:
+        if world > 1:
+            raise ValueError("per-query IoUs are kept by a single process only")
+        result["ious"] = per_example
+    return result
 
 
 def load_run_data(cfg) -> tuple[list[Example], list[Example]]:
