@@ -6,11 +6,11 @@ from vtg_data.grounding.metrics import (
     SampleScore,
     best_match,
     bootstrap_ci,
-    paired_gain,
     grounding_report,
     iop,
     iou,
     is_hit,
+    paired_gain,
     summarize,
 )
 
