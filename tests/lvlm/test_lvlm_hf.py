@@ -40,14 +40,19 @@ def test_make_tiny_model_cli_writes_a_loadable_model(tmp_path):
     assert processor.tokenizer.convert_tokens_to_ids("<|video_pad|>") == model.config.video_token_id
 
 
-@pytest.mark.parametrize(("size", "hidden", "layers"), [("xs", 64, 2), ("m", 256, 4)])
-def test_make_tiny_model_cli_writes_the_named_learning_size(tmp_path, size, hidden, layers):
+@pytest.mark.parametrize(
+    ("family", "size", "hidden", "layers"),
+    [("qwen2.5-vl", "xs", 64, 2), ("qwen2.5-vl", "m", 256, 4), ("qwen3-vl", "s", 128, 2)],
+)
+def test_make_tiny_model_cli_writes_the_named_learning_size(tmp_path, family, size, hidden, layers):
     from transformers import AutoConfig
 
-    result = CliRunner().invoke(app, ["make-tiny-model", str(tmp_path / size), "--size", size])
+    out = tmp_path / size
+    result = CliRunner().invoke(app, ["make-tiny-model", str(out), "--size", size, "--family", family])
     assert result.exit_code == 0, result.output
-    text = AutoConfig.from_pretrained(tmp_path / size).text_config
-    assert (text.hidden_size, text.num_hidden_layers) == (hidden, layers)
+    config = AutoConfig.from_pretrained(out)
+    assert config.model_type == family.replace(".", "_").replace("-", "_")
+    assert (config.text_config.hidden_size, config.text_config.num_hidden_layers) == (hidden, layers)
 
 
 def test_make_tiny_model_cli_rejects_an_unknown_size(tmp_path):

@@ -91,23 +91,30 @@ def build_processor(tokenizer=None, family: str = "qwen2.5-vl"):
     )
 
 
-def build_qwen3_config(tokenizer, *, hidden_size: int = 64, layers: int = 2):
-    """A tiny Qwen3-VL config (16-pixel patches, deepstack, timestamps written into the prompt)."""
+def build_qwen3_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, size: str | None = None):
+    """A tiny Qwen3-VL config (16-pixel patches, deepstack, timestamps written into the prompt).
+
+    ``size`` takes the text and vision widths of the named learning shape (``SIZES``), so both
+    families can be compared at the same parameter budget.
+    """
     from transformers import Qwen3VLConfig
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    head_dim = hidden_size // 4
+    shape = SIZES[size] if size else None
+    text = dict(shape["text"]) if shape else {
+        "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size, "num_hidden_layers": layers,
+        "num_attention_heads": 4, "num_key_value_heads": 2,
+    }  # fmt: skip
+    vision = dict(shape["vision"]) if shape else {"hidden_size": 32, "intermediate_size": 64, "num_heads": 2}
+    hidden_size = text["hidden_size"]
+    head_dim = hidden_size // text["num_attention_heads"]
     half = head_dim // 2  # Qwen3-VL splits 24/20/20 of 64 rotary pairs over time, height, width
     sections = [round(half * 24 / 64), round(half * 20 / 64)]
     sections.append(half - sum(sections))
     return Qwen3VLConfig(
         text_config={
             "vocab_size": len(tokenizer),
-            "hidden_size": hidden_size,
-            "intermediate_size": 2 * hidden_size,
-            "num_hidden_layers": layers,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            **text,
             "head_dim": head_dim,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections,
                                 "mrope_interleaved": True},
@@ -116,7 +123,7 @@ def build_qwen3_config(tokenizer, *, hidden_size: int = 64, layers: int = 2):
             "pad_token_id": ids["<|endoftext|>"],
         },
         vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "patch_size": 16,
+            "depth": 2, **vision, "patch_size": 16,
             "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": hidden_size,
             "num_position_embeddings": 256, "deepstack_visual_indexes": [0, 1],
         },
@@ -124,7 +131,7 @@ def build_qwen3_config(tokenizer, *, hidden_size: int = 64, layers: int = 2):
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
+        tie_word_embeddings=bool(size),
     )  # fmt: skip
 
 
@@ -221,14 +228,12 @@ def make_tiny_model(
         raise ValueError(f"family must be one of {FAMILIES}")
     if size is not None and size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
-    if size is not None and family != "qwen2.5-vl":
-        raise ValueError("the learning sizes (--size) exist for qwen2.5-vl only")
     out = Path(out)
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     if family == "qwen3-vl":
         model = Qwen3VLForConditionalGeneration(
-            build_qwen3_config(tokenizer, hidden_size=hidden_size, layers=layers)
+            build_qwen3_config(tokenizer, hidden_size=hidden_size, layers=layers, size=size)
         )
     else:
         model = Qwen2_5_VLForConditionalGeneration(
