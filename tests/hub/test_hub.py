@@ -224,3 +224,18 @@ def test_embedded_videos_and_cli_dry_run(runs, synthetic_root, tmp_path):
     assert (
         refused.exit_code != 0 and "no rl run here" not in refused.output and "lacks column" in refused.output
     )
+
+
+@pytest.mark.parametrize(("user_setting", "bars_shown"), [(None, False), ("0", True)])
+def test_piped_output_carries_no_library_progress_bars(runs, tmp_path, user_setting, bars_shown):
+    """A piped command (CI logs, the demo in a file) prints no tqdm bars from datasets; a user who
+    set HF_DATASETS_DISABLE_PROGRESS_BARS keeps their choice."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DISABLE_PROGRESS_BARS")}
+    if user_setting is not None:
+        env["HF_DATASETS_DISABLE_PROGRESS_BARS"] = user_setting
+    command = [sys.executable, "-m", "vtg_data.cli", "push-to-hub", "tvg-coldstart", "--input", str(runs / "coldstart"),
+               "--repo", "org/cs", "--version", "0.1.0", "--dry-run", "--out", str(tmp_path / "ds")]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "load_dataset read it back" in done.stdout + done.stderr
+    assert ("Generating train split" in done.stderr) is bars_shown

@@ -10,9 +10,12 @@ The options of every command that runs a stage are generated from that stage's c
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from vtg_data.cli import build, data, demo, evaluate, publish, report, train
+from vtg_data.cli.common import console
 
 app = typer.Typer(
     help="Video temporal grounding data: download, build, score, publish, train, evaluate.",
@@ -23,6 +26,18 @@ build_app = typer.Typer(
     help="Build training sets: cold-start SFT traces, difficulty-controlled RL sets.", no_args_is_help=True
 )
 train_app = typer.Typer(help="Train: supervised fine-tuning and GRPO, video-native.", no_args_is_help=True)
+
+
+@app.callback()
+def _quiet_library_bars() -> None:
+    """When output is not a terminal (CI logs, a piped demo), the libraries' own tqdm bars ("Loading
+    weights", "Generating train split") are turned off: each prints as carriage-return noise there,
+    and our line progress already says where long work is. A variable the user set is kept."""
+    if not console.is_terminal:
+        for variable in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(variable, "1")
+
+
 app.add_typer(build_app, name="build")
 app.add_typer(train_app, name="train")
 
