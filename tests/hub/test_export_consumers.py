@@ -316,3 +316,46 @@ def test_export_command_writes_the_consumer_files_and_says_how_to_launch(sets, s
         assert manifest["format"] == fmt_name and manifest["counts"]["exported"] > 0
         assert all(Path(p).exists() for p in manifest["consumer_files"]) and "launch:" in result.output
         assert ("without its frames" in result.output) == (fmt_name == "trl")
+
+
+# ------------------------------------------------------------------------------------- streaming
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_an_export_streams_across_tables_and_batches_and_writes_nothing_when_empty(
+    sets, synthetic_root, tmp_path, monkeypatch, suffix
+):
+    """Batches of 3 rows over two tables give the records of one whole-set pass, in file order;
+    rows without ground truth are counted, not exported; an empty export leaves no file."""
+    import vtg_data.hub.export as export_module
+
+    bench = pl.read_parquet(sets["bench"] / "test.parquet")
+    bench = bench.with_columns(pl.Series("has_gt", [i % 4 != 1 for i in range(bench.height)]))
+    folder = tmp_path / "two"
+    folder.mkdir()
+    half = bench.height // 2
+    bench[:half].write_parquet(folder / "a.parquet")
+    bench[half:].write_parquet(folder / "b.parquet")
+    whole = export(folder, "lmms-eval", tmp_path / f"whole{suffix}", synthetic_root / "videos")
+    monkeypatch.setattr(export_module, "BATCH_ROWS", 3)
+    out = tmp_path / f"batched{suffix}"
+    batched = export(folder, "lmms-eval", out, synthetic_root / "videos")
+
+    text = out.read_text()
+    records = json.loads(text) if suffix == ".json" else [json.loads(line) for line in text.splitlines()]
+    expected = [uid for uid, has_gt in zip(bench["uid"], bench["has_gt"], strict=True) if has_gt]
+    assert [r["uid"] for r in records] == expected
+    assert text == (tmp_path / f"whole{suffix}").read_text()
+    assert batched.manifest["counts"] == whole.manifest["counts"]
+    assert batched.manifest["counts"]["rows_read"] == bench.height
+    assert batched.manifest["counts"]["skipped_without_ground_truth_or_failed"] == bench.height - len(
+        expected
+    )
+    assert batched.manifest["counts"]["multi_window"] == sum(
+        len(w) > 1 for w, g in zip(bench["windows"], bench["has_gt"], strict=True) if g
+    )
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bench.with_columns(pl.lit(False).alias("has_gt")).write_parquet(empty / "test.parquet")
+    with pytest.raises(ValueError, match="nothing to export"):
+        export(empty, "lmms-eval", tmp_path / f"none{suffix}", synthetic_root / "videos")
+    assert not list(tmp_path.glob("none*")) and not list(tmp_path.glob(".none*"))

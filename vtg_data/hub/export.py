@@ -20,11 +20,14 @@ assistant turn whose reasoning it ends. ``NAME.manifest.json`` says which column
 
 Video paths are absolute (``--video-root`` + source + ``video_path``): each tool opens the files.
 Every data file is JSON lines, except a ``.json`` ``--out``, which gets one JSON list.
+Rows go out in file then row order (a hub folder's shards are already sorted by uid), one record
+batch at a time, so an export's memory does not grow with the set (``benchmarks/export_memory.py``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,7 @@ import pyarrow.parquet as pq
 
 from vtg_data import __version__
 from vtg_data.data_root import video_file
-from vtg_data.files import write_json, write_text
+from vtg_data.files import atomic_path, write_json
 from vtg_data.grounding.answer import time_answer
 from vtg_data.grounding.prompts import PromptTemplate, get_prompt
 from vtg_data.hub import consumer_files
@@ -41,6 +44,7 @@ from vtg_data.hub.consumer_hooks import answer_json
 from vtg_data.stats import query_tables
 
 FORMATS = ("easyr1", "tvg-r1", "trl", "llamafactory", "lmms-eval")
+BATCH_ROWS = 1024  # rows converted at a time: an export's memory follows this, not the set's size
 
 # Which column fed which exported field, per format (written to the manifest).
 FIELD_SOURCES: dict[str, dict[str, str]] = {
@@ -91,11 +95,45 @@ def _assistant(row: dict) -> str | None:
     return None
 
 
-def export_rows(rows: list[dict], fmt: str, video_root: Path, prompt: str = "tvg_r1_think") -> list[dict]:
+def export_rows(
+    rows: Iterable[dict], fmt: str, video_root: Path, prompt: str = "tvg_r1_think"
+) -> Iterator[dict]:
+    """Each row as ``fmt``'s record, one at a time (an export never holds the whole set)."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}")
     template = get_prompt(prompt)
-    return [_record(row, fmt, video_root, template) for row in rows]
+    for row in rows:
+        yield _record(row, fmt, video_root, template)
+
+
+def _table_rows(tables: list[Path], counts: dict[str, int]) -> Iterator[dict]:
+    """The exportable rows (ground truth present, no failure) of every table, one record batch at a
+    time, in file then row order; ``counts`` is updated as they pass."""
+    for table in tables:
+        for batch in pq.ParquetFile(table).iter_batches(batch_size=BATCH_ROWS):
+            for row in batch.to_pylist():
+                counts["rows_read"] += 1
+                if not (row.get("has_gt", True) and row.get("status") in (None, "ok")):
+                    continue
+                counts["multi_window"] += len(row.get("windows") or []) > 1
+                yield row
+
+
+def _write_records(out: Path, records: Iterator[dict], source: Path) -> int:
+    """JSON lines, or one JSON list when ``out`` ends in ``.json``; written whole or not at all (an
+    export with no record writes nothing and names ``source``)."""
+    as_list = out.suffix == ".json"
+    written = 0
+    with atomic_path(out) as tmp, open(tmp, "w") as handle:
+        opening, separator, closing = ("[\n", ",\n", "\n]\n") if as_list else ("", "", "")
+        handle.write(opening)
+        for record in records:
+            handle.write((separator if written else "") + json.dumps(record) + ("" if as_list else "\n"))
+            written += 1
+        handle.write(closing)
+        if not written:
+            raise ValueError(f"{source}: nothing to export")
+    return written
 
 
 def _record(row: dict, fmt: str, video_root: Path, template: PromptTemplate) -> dict:
@@ -149,23 +187,14 @@ def manifest_path(out: Path) -> Path:
 def export(
     source: Path, fmt: str, out: Path, video_root: Path, prompt: str = "tvg_r1_think", reward: str = "tvg_r1"
 ) -> ExportResult:
-    rows = []
     tables = _tables(source)
-    for table in tables:
-        rows += pq.read_table(table).to_pylist()
-    kept = [r for r in rows if r.get("has_gt", True) and (r.get("status") in (None, "ok"))]
-    if not kept:
-        raise ValueError(f"{source}: nothing to export")
     template = get_prompt(prompt)
-    records = export_rows(sorted(kept, key=lambda r: r["uid"]), fmt, video_root, prompt)
     out = Path(out)
-    if out.suffix == ".json":
-        write_text(out, json.dumps(records, indent=1) + "\n")
-    else:
-        write_text(out, "".join(json.dumps(r) + "\n" for r in records))
+    counts = {"rows_read": 0, "multi_window": 0}
+    exported = _write_records(out, export_rows(_table_rows(tables, counts), fmt, video_root, prompt), source)
 
     sidecar = _sidecar(fmt, out, template, video_root, reward)
-    several = sum(1 for r in kept if len(r.get("windows") or []) > 1)
+    several = counts["multi_window"]
     warnings = list(sidecar.warnings)
     if several and fmt == "tvg-r1":
         warnings.append(
@@ -179,12 +208,12 @@ def export(
         "video_root": str(Path(video_root).resolve()),
         "prompt": {"name": template.name, "hash": template.hash, "answer_budget": template.answer_budget},
         "reward": reward,
-        "counts": {"rows_read": len(rows), "exported": len(records), "multi_window": several,
-                   "skipped_without_ground_truth_or_failed": len(rows) - len(kept)},
+        "counts": {"rows_read": counts["rows_read"], "exported": exported, "multi_window": several,
+                   "skipped_without_ground_truth_or_failed": counts["rows_read"] - exported},
         "fields": FIELD_SOURCES[fmt],
         "consumer_files": [str(p) for p in sidecar.files],
         "launch": sidecar.launch,
         "warnings": warnings,
     }  # fmt: skip
     manifest_file = write_json(manifest_path(out), manifest, sort_keys=False)
-    return ExportResult(out, len(records), [out, manifest_file, *sidecar.files], manifest, warnings)
+    return ExportResult(out, exported, [out, manifest_file, *sidecar.files], manifest, warnings)
