@@ -20,7 +20,9 @@ import re
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from loopback import LoopbackServer
 
 _API = re.compile(
     r"^/api/datasets/([^/]+/[^/]+?)(?:/(revision|refs|tree|paths-info|preupload|commit|tag|commits)(?:/(.*))?)?$"
@@ -53,7 +55,7 @@ class Repo:
         return self.commits.get(oid) if oid else None
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}
@@ -117,21 +119,7 @@ class FakeHub:
                     hub.lfs_uploads += 1
                     self.reply(200, {})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FakeHub:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)
 
     # -----------------------------------------------------------------------------------------
 

@@ -6,7 +6,32 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class FileServer:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 at a free port, serving while inside ``with``.
+    Subclasses build their request handler and pass it to ``_listen``; ``url_path`` is appended to
+    the address (an API's base path)."""
+
+    url_path = ""
+
+    def _listen(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{self.url_path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FileServer(LoopbackServer):
     """Serves ``files`` (path -> bytes). ``cut_after[path] = n`` makes the next response for that
     path stop after n bytes (a dropped connection); ``fail_times[path] = k`` answers 503 k times."""
 
@@ -56,18 +81,4 @@ class FileServer:
                     return
                 self.wfile.write(body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def __enter__(self) -> FileServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._listen(Handler)

@@ -12,14 +12,18 @@ import json
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from loopback import LoopbackServer
 
 from vtg_data.lvlm.base import GenerationParams, Request
 from vtg_data.video import SamplingPolicy
 
 
-class ModelServer:
+class ModelServer(LoopbackServer):
+    url_path = "/v1"
+
     def __init__(self, backend, *, slow_seconds: float = 3.0):
         self.backend = backend
         self.faults: dict[str, list[str]] = {}
@@ -74,8 +78,7 @@ class ModelServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._listen(Handler)
 
     @staticmethod
     def query_text(body: dict) -> str:
@@ -127,16 +130,6 @@ class ModelServer:
             path.write_bytes(base64.b64decode(data))
         return str(path)
 
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def __enter__(self) -> ModelServer:
-        self.thread.start()
-        return self
-
     def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        super().__exit__(*exc)
         self.tmp.cleanup()
