@@ -4,6 +4,7 @@ import shutil
 
 import polars as pl
 import pytest
+from videos import lavfi_video
 
 from vtg_data.stages.download import DownloadConfig, download
 
@@ -152,7 +153,6 @@ def test_checksum_mismatch_from_local_folder_is_rejected(shared_corpora, tmp_pat
 def test_didemo_probe_duration_replaces_the_segment_estimate(shared_corpora, tmp_path):
     """A downloaded video's probed length replaces num_segments * 5 and re-clamps the windows."""
     import json
-    import subprocess
 
     records = json.loads((shared_corpora / "didemo" / "val_data.json").read_text())
     record = next(r for r in records if r["num_segments"] == 6 and any(t[1] == 5 for t in r["times"]))
@@ -161,25 +161,8 @@ def test_didemo_probe_duration_replaces_the_segment_estimate(shared_corpora, tmp
     (local / "val_data.json").write_text(json.dumps([record]))
     videos = tmp_path / "root" / "videos" / "didemo"
     videos.mkdir(parents=True)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=red:s=64x48:r=10:d=27",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "mp4",
-            str(videos / record["video"]),
-        ],
-        check=True,
-    )
+    lavfi_video(videos / record["video"], "color=c=red:s=64x48:r=10:d=27",
+                encode=("-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mp4"))  # fmt: skip
     download(DownloadConfig("didemo", tmp_path / "root", splits=("val",), from_dir=local, verify=False))
     row = pl.read_parquet(tmp_path / "root/normalized/didemo/val.parquet").row(0, named=True)
     assert row["duration_source"] == "probe"

@@ -8,11 +8,11 @@ import collections
 import json
 import os
 import pickle
-import subprocess
 from pathlib import Path
 
 import polars as pl
 import pytest
+from videos import lavfi_video
 
 from vtg_data.corpora import ParseContext, get_adapter
 from vtg_data.schema import RecordError, ValidationFailed
@@ -211,8 +211,7 @@ def test_queryd_missing_duration_comes_from_the_video_when_it_is_there(tmp_path)
     write(raw, "val_list.txt", b"video-abc\n")
     videos = tmp_path / "root" / "videos" / "queryd"
     videos.mkdir(parents=True)
-    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=red:s=64x64:r=10:d=7.5",
-                    "-pix_fmt", "yuv420p", str(videos / "nod.mp4")], check=True)  # fmt: skip
+    lavfi_video(videos / "nod.mp4", "color=c=red:s=64x64:r=10:d=7.5")
     # hand-made files, not the pinned release
     result = download(
         DownloadConfig("queryd", tmp_path / "root", splits=("train",), from_dir=raw, verify=False)

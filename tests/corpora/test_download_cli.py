@@ -2,13 +2,13 @@
 
 import io
 import json
-import subprocess
 import tarfile
 import zipfile
 
 import polars as pl
 import pytest
 from typer.testing import CliRunner
+from videos import lavfi_video
 
 from vtg_data.cli import app
 from vtg_data.corpora import Remote, VideoSource, activitynet_captions, tacos
@@ -146,21 +146,7 @@ def test_strict_turns_repairs_into_errors(tmp_path):
 
 def test_videos_are_downloaded_extracted_and_probed(file_server, tmp_path, monkeypatch):
     video = tmp_path / "s30-d52-cam-002.avi"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=64x48:r=10:d=3",
-            "-c:v",
-            "mpeg4",
-            str(video),
-        ],
-        check=True,
-    )
+    lavfi_video(video, "testsrc2=s=64x48:r=10:d=3", encode=("-c:v", "mpeg4"))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         archive.add(video, arcname="videos/s30-d52-cam-002.avi")
@@ -244,23 +230,7 @@ def test_didemo_videos_come_one_by_one_from_the_yfcc_bucket(file_server, tmp_pat
     from vtg_data.corpora import didemo
 
     video = tmp_path / "v.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=blue:s=64x48:r=10:d=12",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(video),
-        ],
-        check=True,
-    )
+    lavfi_video(video, "color=c=blue:s=64x48:r=10:d=12")
     digest = "abcdef0123456789"
     file_server.files[f"/mc/abc/def/{digest}.mp4"] = video.read_bytes()
     monkeypatch.setattr(didemo, "_AWS", f"{file_server.url}/mc")

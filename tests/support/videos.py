@@ -30,6 +30,17 @@ def timecode_video(
     return path
 
 
+def lavfi_video(
+    path: Path, source: str, *, encode: tuple[str, ...] = ("-c:v", "libx264", "-pix_fmt", "yuv420p")
+) -> Path:
+    """A video from one ffmpeg lavfi source (``color=c=red:s=64x48:r=10:d=27``, ``testsrc2=...``):
+    the plain files download and normalization tests need, encoded as ``encode`` says."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, *encode, str(path)], check=True
+    )
+    return path
+
+
 def frame_numbers(frames: np.ndarray) -> list[int]:
     """Read the frame numbers back from decoded (T, H, W, 3) frames."""
     width = frames.shape[2]
