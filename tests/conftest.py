@@ -51,6 +51,16 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def xs_model(tmp_path_factory) -> Path:
+    """The learning shape "xs" (seed 0) the trainer tests start from; read-only, built once."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("torchvision")
+    from vtg_data.lvlm.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("xs") / "model", size="xs", seed=0)
+
+
+@pytest.fixture(scope="session")
 def hf_backend(tiny_model):
     from vtg_data.lvlm.hf import HFBackend
 

@@ -28,10 +28,8 @@ def root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def init(tmp_path_factory):
-    from vtg_data.lvlm.tiny import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("init") / "model", size="xs", seed=0)
+def init(xs_model):
+    return xs_model
 
 
 def config(root, init, out, **changes):

@@ -31,15 +31,14 @@ def data(root, split="train", limit=None):
     return TrainData(str(root / f"normalized/synthetic/{split}.parquet"), root / "videos", limit=limit)
 
 
-def test_lora_trains_only_adapters_and_checkpoints_are_evaluable_and_resumable(root, tmp_path):
+def test_lora_trains_only_adapters_and_checkpoints_are_evaluable_and_resumable(root, tmp_path, xs_model):
     pytest.importorskip("peft")
     from vtg_data.lvlm.hf import HFBackend, is_adapter_folder
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.common import evaluate_examples
     from vtg_data.train.data import VideoInputs, load_examples
     from vtg_data.train.sft import SFTConfig, train_sft
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     cfg = SFTConfig(model=str(init), data=data(root), out=tmp_path / "lora", prompt="compact", policy=POLICY, steps=12,
                     batch_size=4, lr=5e-3, warmup=0, lora_rank=4, save_every=6, stop_after=6)  # fmt: skip
     train_sft(cfg)
@@ -81,14 +80,13 @@ def test_lora_trains_only_adapters_and_checkpoints_are_evaluable_and_resumable(r
     assert trained_loss < base_loss
 
 
-def test_lora_without_peft_fails_with_an_instruction(root, tmp_path, monkeypatch):
+def test_lora_without_peft_fails_with_an_instruction(root, tmp_path, monkeypatch, xs_model):
     import sys
 
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.sft import SFTConfig, train_sft
 
     monkeypatch.setitem(sys.modules, "peft", None)
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     cfg = SFTConfig(model=str(init), data=data(root, limit=4), out=tmp_path / "run", prompt="compact", policy=POLICY,
                     steps=1, batch_size=2, lora_rank=4)  # fmt: skip
     with pytest.raises(ImportError, match="peft"):
@@ -127,13 +125,12 @@ def same_update(init, a, b) -> float:
     return float(torch.nn.functional.cosine_similarity(da, db, dim=0))
 
 
-def test_micro_batches_accumulate_to_the_same_update(root, tmp_path):
+def test_micro_batches_accumulate_to_the_same_update(root, tmp_path, xs_model):
     """Splitting a step's batch into micro-batches changes memory, not the update."""
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.grpo import GRPOConfig, train_grpo
     from vtg_data.train.sft import SFTConfig, train_sft
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     sft = {mb: train_sft(SFTConfig(model=str(init), data=data(root), out=tmp_path / f"sft{mb}", prompt="compact", policy=POLICY,
                                    steps=1, batch_size=6, lr=1e-2, warmup=0, save_every=0, micro_batch=mb))
            for mb in (0, 4)}  # fmt: skip
@@ -150,13 +147,12 @@ def test_micro_batches_accumulate_to_the_same_update(root, tmp_path):
     assert same_update(start, final_weights(rl[0]), final_weights(rl[3])) > 0.999
 
 
-def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, tmp_path):
+def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, xs_model):
     from vtg_data.lvlm.hf import HFBackend
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.data import VideoInputs, load_examples
     from vtg_data.train.grpo import _sequence_batch, _token_logps
 
-    backend = HFBackend(make_tiny_model(tmp_path / "init", size="xs", seed=0))
+    backend = HFBackend(xs_model)
     inputs = VideoInputs(backend, POLICY)
     examples = load_examples(data(root).path, video_root=root / "videos", prompt="compact", limit=2)
     completions = [
@@ -175,16 +171,15 @@ def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, tmp
     assert torch.allclose(logps[m], expected[mask[:, 1:]], atol=1e-5)
 
 
-def test_one_update_per_step_takes_its_old_log_probs_from_the_update_itself(root, tmp_path):
+def test_one_update_per_step_takes_its_old_log_probs_from_the_update_itself(root, tmp_path, xs_model):
     """With one update per step the sampling policy is the updated one: the update's own log-probs
     (train mode, detached) equal a separate no-grad pass (eval mode), so the gradient is the same
     without that pass. Several updates per step keep the separate pass and move the ratio."""
     from vtg_data.lvlm.hf import HFBackend
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.data import VideoInputs, load_examples
     from vtg_data.train.grpo import GRPOConfig, _sequence_batch, _token_logps, clipped_objective, train_grpo
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     backend = HFBackend(init)
     inputs = VideoInputs(backend, POLICY)
     examples = load_examples(data(root).path, video_root=root / "videos", prompt="compact", limit=2)
@@ -222,13 +217,12 @@ def common_args(root) -> list[str]:
             "--limit", "8"]  # fmt: skip
 
 
-def test_two_processes_take_the_step_one_process_takes(root, tmp_path):
+def test_two_processes_take_the_step_one_process_takes(root, tmp_path, xs_model):
     """``torchrun`` (CPU, gloo) with two processes: each trains on half of every global batch, the
     loss is the mean over all processes' answer tokens (so the losses equal one process's), and the
     metrics and checkpoints are written once."""
-    from vtg_data.lvlm.tiny import make_tiny_model
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     sft = ["train", "sft", *common_args(root), "--model", str(init), "--steps", "3", "--batch-size", "4",
            "--save-every", "0", "--warmup", "0"]  # fmt: skip
     two = launch(sft, tmp_path / "two", 2)
@@ -246,15 +240,13 @@ def test_two_processes_take_the_step_one_process_takes(root, tmp_path):
     assert grpo[0]["completion_tokens"] == 2 * 2 * 8  # both processes' rollouts counted
 
 
-def test_fsdp_shards_trains_like_one_process_and_resumes_on_any_process_count(root, tmp_path):
+def test_fsdp_shards_trains_like_one_process_and_resumes_on_any_process_count(root, tmp_path, xs_model):
     """The shipped FSDP config (FSDP2, gloo on CPU): sharded parameters, the same losses as one
     process, checkpoints gathered into ordinary model folders, and a resume from a sharded run's
     checkpoint (optimizer state included) on one process or two gives the uninterrupted run's losses."""
     from safetensors.torch import load_file
 
-    from vtg_data.lvlm.tiny import make_tiny_model
-
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     sft = ["train", "sft", *common_args(root), "--model", str(init), "--steps", "4", "--batch-size", "4",
            "--save-every", "2", "--warmup", "0", "--eval-data", str(root / "normalized/synthetic/test.parquet"),
            "--eval-every", "2"]  # fmt: skip
@@ -292,13 +284,12 @@ def test_fsdp_shards_trains_like_one_process_and_resumes_on_any_process_count(ro
     assert grpo[0]["kl"] == 0 and grpo[1]["kl"] > 0
 
 
-def test_grpo_with_lora_and_a_kl_reference(root, tmp_path):
+def test_grpo_with_lora_and_a_kl_reference(root, tmp_path, xs_model):
     pytest.importorskip("peft")
     from vtg_data.lvlm.hf import is_adapter_folder
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.grpo import GRPOConfig, train_grpo
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     result = train_grpo(GRPOConfig(model=str(init), data=data(root), out=tmp_path / "rl", prompt="compact",
                                    reward="tvg_r1_nothink", policy=POLICY, steps=2, prompts_per_step=2, k=4,
                                    max_tokens=12, lr=1e-2, beta=0.1, entropy=0.05, lora_rank=4, save_every=0))  # fmt: skip
@@ -307,13 +298,11 @@ def test_grpo_with_lora_and_a_kl_reference(root, tmp_path):
     assert result["history"][0]["kl"] == 0 and result["history"][-1]["kl"] > 0
 
 
-def test_fsdp_with_lora_checkpoints_adapters_and_resumes_like_one_process(root, tmp_path):
+def test_fsdp_with_lora_checkpoints_adapters_and_resumes_like_one_process(root, tmp_path, xs_model):
     pytest.importorskip("peft")
     from safetensors.torch import load_file
 
-    from vtg_data.lvlm.tiny import make_tiny_model
-
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     sft = ["train", "sft", *common_args(root), "--model", str(init), "--steps", "4", "--batch-size", "4",
            "--save-every", "2", "--warmup", "0", "--lr", "5e-3", "--lora-rank", "4"]  # fmt: skip
     whole = launch(sft, tmp_path / "whole", 1)
@@ -342,14 +331,13 @@ def test_unsupported_distribution_is_refused_before_loading_anything():
         check_distribution(three, 16)
 
 
-def test_master_weights_are_float32_unless_asked_even_from_a_bfloat16_checkpoint(root, tmp_path):
+def test_master_weights_are_float32_unless_asked_even_from_a_bfloat16_checkpoint(root, tmp_path, xs_model):
     from safetensors.torch import load_file
 
     from vtg_data.lvlm.hf import load_model
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.sft import SFTConfig, train_sft
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     half = tmp_path / "bf16"
     load_model(init).to(torch.bfloat16).save_pretrained(half)
     for name in ("tokenizer.json", "tokenizer_config.json", "processor_config.json", "chat_template.jinja"):
@@ -367,13 +355,12 @@ def test_master_weights_are_float32_unless_asked_even_from_a_bfloat16_checkpoint
         SFTConfig(**{**cfg.__dict__, "param_dtype": "float16"})
 
 
-def test_a_resumed_grpo_run_keeps_its_starting_model_as_the_kl_reference(root, tmp_path):
+def test_a_resumed_grpo_run_keeps_its_starting_model_as_the_kl_reference(root, tmp_path, xs_model):
     """The KL reference is the policy the run started from, also after a resume (the checkpoint
     resumed from is a later policy): the resumed steps' KL equals the uninterrupted run's."""
-    from vtg_data.lvlm.tiny import make_tiny_model
     from vtg_data.train.grpo import GRPOConfig, train_grpo
 
-    init = make_tiny_model(tmp_path / "init", size="xs", seed=0)
+    init = xs_model
     cfg = GRPOConfig(model=str(init), data=data(root), out=tmp_path / "whole", prompt="compact", reward="tvg_r1_nothink",
                      policy=POLICY, steps=4, prompts_per_step=2, k=4, max_tokens=10, lr=2e-2, beta=0.1, entropy=0.05,
                      save_every=2)  # fmt: skip
