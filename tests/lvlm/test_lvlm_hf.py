@@ -29,6 +29,17 @@ def request(uid, video, query="a person waves."):
     return Request(uid, get_prompt("tvg_r1_think").messages(query), str(video), POLICY)
 
 
+def greedy_texts(backend, inputs, max_tokens: int) -> list[str]:
+    """transformers' own greedy ``generate`` on prepared inputs: what sampling at temperature 0 must give."""
+    backend.model.model.rope_deltas = None
+    with torch.inference_mode():
+        reference = backend.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False,
+                                           pad_token_id=backend.processor.tokenizer.pad_token_id)  # fmt: skip
+    return backend.processor.batch_decode(
+        reference[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+
+
 def test_make_tiny_model_cli_writes_a_loadable_model(tmp_path):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -86,13 +97,7 @@ def test_shared_prefill_gives_exactly_what_plain_generate_gives(hf_backend, vide
     params = GenerationParams(n=3, temperature=0.0, max_tokens=10)
     texts, _ = hf_backend.sample(batch, params)
     inputs = hf_backend.prepare(batch)
-    hf_backend.model.model.rope_deltas = None
-    with torch.inference_mode():
-        reference = hf_backend.model.generate(**inputs, max_new_tokens=10, do_sample=False,
-                                              pad_token_id=hf_backend.processor.tokenizer.pad_token_id)  # fmt: skip
-    expected = hf_backend.processor.batch_decode(
-        reference[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-    )
+    expected = greedy_texts(hf_backend, inputs, max_tokens=10)
     assert texts == [[expected[0]] * 3, [expected[1]] * 3]
 
 
@@ -159,11 +164,5 @@ def test_qwen3_vl_is_told_the_true_frame_times_and_shares_its_prefill(tmp_path, 
     assert stated == pytest.approx(true, abs=0.051)
     batch = [(request("a", videos[1]), clip)]
     texts, _ = backend.sample(batch, GenerationParams(n=3, max_tokens=6))
-    backend.model.model.rope_deltas = None
-    with torch.inference_mode():
-        reference = backend.model.generate(**inputs, max_new_tokens=6, do_sample=False,
-                                           pad_token_id=backend.processor.tokenizer.pad_token_id)  # fmt: skip
-    expected = backend.processor.batch_decode(
-        reference[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
-    )
+    expected = greedy_texts(backend, inputs, max_tokens=6)
     assert texts == [[expected[0]] * 3]
