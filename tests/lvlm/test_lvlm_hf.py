@@ -30,10 +30,12 @@ def request(uid, video, query="a person waves."):
 
 
 def greedy_texts(backend, inputs, max_tokens: int) -> list[str]:
-    """transformers' own greedy ``generate`` on prepared inputs: what sampling at temperature 0 must give."""
+    """transformers' own greedy ``generate`` on prepared inputs: what sampling at temperature 0 must
+    give. The argmax of the model's logits: the checkpoint's repetition penalty (1.05) is not asked for."""
     backend.model.model.rope_deltas = None
     with torch.inference_mode():
         reference = backend.model.generate(**inputs, max_new_tokens=max_tokens, do_sample=False,
+                                           repetition_penalty=1.0,
                                            pad_token_id=backend.processor.tokenizer.pad_token_id)  # fmt: skip
     return backend.processor.batch_decode(
         reference[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True

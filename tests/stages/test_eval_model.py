@@ -88,15 +88,15 @@ def test_a_crashed_run_resumes_without_repeating_answers(synthetic_root, hf_back
     assert len(changed.asked) == uninterrupted.counts["rows"]  # a new prompt invalidates every answer
 
 
-def test_failed_requests_are_counted_not_scored_and_retried(synthetic_root, hf_backend, tmp_path):
+def test_failed_requests_are_counted_not_scored_and_retried(synthetic_root, tiny_model, tmp_path):
     pytest.importorskip("httpx")
-    from openai_server import ModelServer
+    from vllm_server import VLLMServer
 
     from vtg_data.lvlm.openai_http import OpenAIBackend
 
     rows = pl.read_parquet(synthetic_root / "normalized/synthetic/test.parquet")
     victim = rows["query"][0]
-    with ModelServer(hf_backend) as server:
+    with VLLMServer(tiny_model, media_io_kwargs={"video": {"num_frames": -1}}) as server:
         server.broken.add(victim)
         client = OpenAIBackend(
             "tiny", base_url=server.url, retries=1, backoff=0.01, timeout=60, concurrency=2

@@ -46,7 +46,10 @@ class StandInEngine:
         return True
 
     def generate(self, prompts, sampling, use_tqdm=True):
+        from transformers import GenerationConfig
         from transformers.video_utils import VideoMetadata
+
+        from vtg_data.lvlm.sampling import neutral_generation_defaults
 
         tokenizer = self.processor.tokenizer
         eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -60,11 +63,17 @@ class StandInEngine:
                                     return_tensors="pt", **prompt["mm_processor_kwargs"])  # fmt: skip
             torch.manual_seed(sampling.seed)
             suppress = [token for token, bias in (sampling.logit_bias or {}).items() if bias <= -100]
-            with torch.no_grad():
-                generated = self.model.generate(**inputs, do_sample=True, temperature=sampling.temperature,
-                                                top_p=sampling.top_p, max_new_tokens=sampling.max_tokens,
-                                                num_return_sequences=sampling.n, suppress_tokens=suppress,
-                                                pad_token_id=pad)  # fmt: skip
+            # vLLM uses a SamplingParams as given (its fields default to neutral values: top_k off,
+            # min_p 0, repetition_penalty 1); the checkpoint's generation config is only consulted
+            # when no SamplingParams is passed. So nothing may come from the model's config here.
+            neutral = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+            fields = {name: getattr(sampling, name, default) for name, default in neutral.items()}
+            fields["top_k"] = max(fields["top_k"], 0)  # -1 and 0 both mean off
+            config = GenerationConfig(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                                      max_new_tokens=sampling.max_tokens, num_return_sequences=sampling.n,
+                                      suppress_tokens=suppress, pad_token_id=pad, eos_token_id=eos, **fields)  # fmt: skip
+            with torch.no_grad(), neutral_generation_defaults(self.model):
+                generated = self.model.generate(**inputs, generation_config=config)
             outputs = []
             for row in generated[:, inputs["input_ids"].shape[1] :].tolist():
                 stopped = eos in row

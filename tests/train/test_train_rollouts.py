@@ -47,9 +47,37 @@ def engine_for(init, **options):
     from vtg_data.lvlm.hf import HFBackend
     from vtg_data.train.rollouts import VLLMRollouts
 
-    processor = HFBackend(init).processor
+    backend = HFBackend(init)
     standin = StandInEngine(init, **options)
-    return VLLMRollouts(str(init), processor, [], llm=standin, sampling=sampling_params), standin
+    # the engine never samples the special tokens the trainer's distribution excludes
+    rollouts = VLLMRollouts(str(init), backend.processor, backend.suppress_tokens, llm=standin,
+                            sampling=sampling_params)  # fmt: skip
+    return rollouts, standin
+
+
+def test_policy_rollouts_differ_although_the_checkpoint_says_top_k_1(root, init, tmp_path):
+    """GRPO on a checkpoint carrying Qwen2.5-VL-7B-Instruct's generation config: the k rollouts of a
+    prompt are k samples, not k copies of the greedy answer (which would leave no advantage)."""
+    from vtg_data.lvlm.hf import HFBackend
+    from vtg_data.train.grpo import train_grpo
+    from vtg_data.train.rollouts import PolicyRollouts
+
+    assert json.loads((init / "generation_config.json").read_text())["top_k"] == 1
+    backend = HFBackend(init)
+    drawn = []
+
+    class Recording(PolicyRollouts):
+        def sample(self, batch, params, prompts):
+            rows = super().sample(batch, params, prompts)
+            drawn.append(rows)
+            return rows
+
+    cfg = config(root, init, tmp_path / "rl", steps=1, k=8, temperature=1.0, max_tokens=8, save_every=0)
+    (record,) = train_grpo(cfg, backend=backend, rollouts=Recording(backend, "padded"))["history"]
+    (rows,) = drawn
+    for prompt in range(2):
+        assert len({tuple(row.tolist()) for row in rows[prompt * 8 : (prompt + 1) * 8]}) == 8
+    assert record["loss"] == record["loss"]  # finite: no -inf log-probability reached the loss
 
 
 def test_vllm_rollouts_sync_the_policy_every_step_and_train(root, init, tmp_path):
@@ -107,7 +135,8 @@ def test_the_end_of_turn_counts_whether_or_not_the_engine_reports_it(root, init)
                              prompt="compact", limit=2)  # fmt: skip
     batch = [(inputs.request(e), inputs.clip(e.video)) for e in examples]
     prompts = [inputs.prompt(e) for e in examples]
-    params = GenerationParams(n=6, temperature=3.0, max_tokens=40, seed=1)  # hot: some rollouts end early
+    # hot among the 50 likeliest tokens: some rollouts end early
+    params = GenerationParams(n=6, temperature=3.0, top_k=50, max_tokens=40, seed=1)
     rows = {}
     for report in (True, False):
         engine, _ = engine_for(init, report_eos=report)

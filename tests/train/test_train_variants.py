@@ -169,6 +169,17 @@ def test_completion_log_probs_skip_prompt_logits_without_changing_them(root, xs_
     expected = full.gather(-1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
     assert int(m.sum()) == 6 and m.shape[1] < mask.shape[1] // 2
     assert torch.allclose(logps[m], expected[mask[:, 1:]], atol=1e-5)
+    # at a sampling temperature, with special tokens never sampled: the distribution the rollouts
+    # were drawn from (logits / T, the suppressed tokens excluded)
+    suppressed = tuple(backend.suppress_tokens)
+    with torch.no_grad():
+        logps, entropy, m = _token_logps(backend.model, batch, mask, temperature=0.6, suppressed=suppressed)
+        backend.model.model.rope_deltas = None
+        scaled = backend.model(**batch).logits[:, :-1].float() / 0.6
+    scaled[..., list(suppressed)] = float("-inf")
+    tempered = torch.log_softmax(scaled, -1).gather(-1, batch["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(logps[m], tempered[mask[:, 1:]], atol=1e-5)
+    assert torch.isfinite(logps).all() and torch.isfinite(entropy).all()
 
 
 def test_one_update_per_step_takes_its_old_log_probs_from_the_update_itself(root, tmp_path, xs_model):

@@ -112,7 +112,8 @@ def frame_cache(folder: Path | None, gib: float):
 
 
 def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "decord", batch_size: int = 4,
-            cache=None, concurrency: int = 8):  # fmt: skip
+            cache=None, concurrency: int = 8, video_mode: str = "frames", family: str | None = None,
+            api_fields: str = "full", n_mode: str = "param"):  # fmt: skip
     """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
     if kind == "template":
         from vtg_data.lvlm.templates import template_backend
@@ -123,7 +124,9 @@ def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str 
     if kind == "hf":
         return make_backend("hf", model, decode_backend=decoder, batch_size=batch_size, frame_cache=cache)
     if kind == "openai":
-        return make_backend("openai", model, base_url=base_url, concurrency=concurrency)
+        return make_backend("openai", model, base_url=base_url, concurrency=concurrency, decode_backend=decoder,
+                            frame_cache=cache, video_mode=video_mode, family=family, api_fields=api_fields,
+                            n_mode=n_mode)  # fmt: skip
     return make_backend(kind, model, decode_backend=decoder, frame_cache=cache)
 
 
@@ -131,6 +134,15 @@ def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str 
 BACKEND_OPTIONS: list[inspect.Parameter] = [
     option("base_url", str | None, None, "--base-url", help="openai backend: server URL (or OPENAI_BASE_URL)."),
     option("concurrency", int, 8, "--concurrency", help="openai backend: requests in flight at once."),
+    option("video_mode", str, "frames", "--video-mode",
+           help="openai backend: frames (decode here with the frame options, send the frames as one video) | "
+                "data_url | file_url (send the whole file; the server picks the frames)."),
+    option("model_family", str | None, None, "--model-family",
+           help="openai backend: qwen2.5-vl | qwen3-vl (frame grid and pixel bounds; default: from the model name)."),
+    option("api_fields", str, "full", "--api-fields",
+           help="openai backend: full (every sampling field: vLLM, SGLang) | standard (OpenAI's own fields only)."),
+    option("n_mode", str, "param", "--n-mode",
+           help="openai backend: param (n samples in one request) | repeat (n requests, seeds seed + i)."),
     option("decoder", str, "decord", "--decoder", help="decord | torchcodec | ffmpeg"),
     option("batch_size", int, 4, "--batch-size", help="hf backend: prompts per batch."),
     option("frame_cache", Path | None, None, "--frame-cache",
@@ -143,6 +155,8 @@ BACKEND_OPTIONS: list[inspect.Parameter] = [
 def backend_from(values: dict, kind: str, model: str):
     return backend(kind, model, base_url=values["base_url"], decoder=values["decoder"],
                    batch_size=values["batch_size"], concurrency=values["concurrency"],
+                   video_mode=values["video_mode"], family=values["model_family"], api_fields=values["api_fields"],
+                   n_mode=values["n_mode"],
                    cache=frame_cache(values["frame_cache"], values["frame_cache_gib"]))  # fmt: skip
 
 

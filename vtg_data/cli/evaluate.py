@@ -18,7 +18,7 @@ MODEL_EVAL = Group(
         "model": "--model (scoring a file needs none)",
         "data": "--data",
         "out": "--out (a folder with --model, metrics.json when scoring a file)",
-        "generation": "--temperature and --max-tokens (the budget follows the prompt unless given)",
+        "generation": "--temperature, --top-p, --top-k, --repetition-penalty and --max-tokens (the budget follows the prompt unless given)",
         "backend_options": "built from the backend options (--base-url, --decoder, --batch-size, --frame-cache ...)",
         "limit": "--limit",
     },
@@ -70,6 +70,9 @@ def register(app: typer.Typer) -> None:
         option("out_path", Path | None, None, "--out", help="metrics.json (scoring a file) or the output folder (--model)."),
         option("limit", int | None, None, "--limit", help="Only the first N queries."),
         option("temperature", float, 0.0, "--temperature", help="0 = greedy."),
+        option("top_p", float, 1.0, "--top-p", help="Nucleus sampling mass (with --temperature > 0)."),
+        option("top_k", int, 0, "--top-k", help="Sample from the k likeliest tokens (0: off; never the checkpoint's)."),
+        option("repetition_penalty", float, 1.0, "--repetition-penalty", help="1: none."),
         option("max_tokens", int | None, None, "--max-tokens",
                help="New tokens per answer (default: 2048 for a think prompt, else 256)."),
         *BACKEND_OPTIONS,
@@ -87,7 +90,8 @@ def _run_model(values: dict, given: set[str], model_flags):
 
     if not values["data"] or values["out_path"] is None:
         fail("--model needs --data and --out DIR")
-    generation = GenerationParams(temperature=values["temperature"],
+    generation = GenerationParams(temperature=values["temperature"], top_p=values["top_p"], top_k=values["top_k"],
+                                  repetition_penalty=values["repetition_penalty"],
                                   max_tokens=values["max_tokens"] or get_prompt(values["prompt"]).answer_budget)  # fmt: skip
     cfg = build(ModelEvalConfig, model_flags, values, given,
                 fixed={"model": values["model"], "data": tuple(values["data"]), "out": values["out_path"],

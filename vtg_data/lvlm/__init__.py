@@ -1,6 +1,13 @@
 """Inference backends behind one interface (``InferenceBackend``) and the tiny offline model."""
 
-from vtg_data.lvlm.base import BackendIdentity, GenerationParams, InferenceBackend, Request, Response
+from vtg_data.lvlm.base import (
+    BackendIdentity,
+    GenerationParams,
+    InferenceBackend,
+    Request,
+    Response,
+    sampling_notes,
+)
 
 BACKENDS = ("hf", "openai", "vllm")
 
@@ -30,4 +37,5 @@ __all__ = [
     "Request",
     "Response",
     "make_backend",
+    "sampling_notes",
 ]

@@ -1,8 +1,9 @@
 """One interface for every way of asking a vision-language model about a video.
 
 A ``Request`` is chat messages (with a ``{"type": "video"}`` part), the video file and the
-sampling policy for its frames. ``GenerationParams`` say how to sample text (n, temperature,
-top_p, max tokens, seed). A backend answers each request with a ``Response``: n texts, or a
+sampling policy for its frames. ``GenerationParams`` say how to sample text: the whole
+distribution (temperature, top_p, top_k, min_p, repetition penalty), so that no backend inherits
+a field from a checkpoint's or a server's defaults, plus n, max tokens and seed. A backend answers each request with a ``Response``: n texts, or a
 failure with its reason (a failure is never turned into text or a score). ``identity`` (backend,
 model id, revision) goes into every output's provenance.
 """
@@ -26,6 +27,9 @@ class GenerationParams:
     top_p: float = 1.0
     max_tokens: int = 256
     seed: int = 0
+    top_k: int = 0  # 0: off (every token)
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -34,6 +38,8 @@ class GenerationParams:
             raise ValueError("need temperature >= 0 and 0 < top_p <= 1")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        if self.top_k < 0 or not 0 <= self.min_p < 1 or not self.repetition_penalty > 0:
+            raise ValueError("need top_k >= 0 (0 = off), 0 <= min_p < 1 and repetition_penalty > 0")
 
     @property
     def greedy(self) -> bool:
@@ -106,6 +112,17 @@ class InferenceBackend(ABC):
     def close(self) -> None:
         """Release models, clients or engines; subclasses free what they hold."""
         self.closed = True
+
+    def sampling_notes(self) -> dict[str, Any]:
+        """What the backend knows about its sampling beyond ``GenerationParams``: defaults it
+        overrode (a checkpoint's generation config) or checked (a server). Recorded in manifests."""
+        return {}
+
+
+def sampling_notes(backend) -> dict[str, Any]:
+    """A backend's ``sampling_notes()``, or nothing for an object that only speaks ``generate``."""
+    notes = getattr(backend, "sampling_notes", None)
+    return notes() if callable(notes) else {}
 
 
 def video_summary(clip) -> dict[str, Any]:

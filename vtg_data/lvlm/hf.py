@@ -29,6 +29,14 @@ from vtg_data.lvlm.base import (
     video_summary,
 )
 from vtg_data.lvlm.grouping import batches_by_video
+from vtg_data.lvlm.sampling import (
+    SeededSampler,
+    checkpoint_sampling,
+    generation_config,
+    neutral_generation_defaults,
+    rollout_seed,
+    warn_ignored,
+)
 from vtg_data.video import FrameCache
 
 
@@ -211,6 +219,8 @@ class HFBackend(InferenceBackend):
             )
         self.patch = video_processor.patch_size * getattr(video_processor, "merge_size", 1)
         self.temporal_patch = getattr(video_processor, "temporal_patch_size", 1)
+        # what the checkpoint's generation config would have changed, had it been inherited
+        self.checkpoint_sampling = checkpoint_sampling(getattr(model, "generation_config", None))
         tokenizer = self.processor.tokenizer
         # A sampled <|video_pad|> would break the next forward on the completion ("video features and
         # video tokens do not match"): never generate special tokens other than the end of turn.
@@ -279,7 +289,14 @@ class HFBackend(InferenceBackend):
 
     def generate_from_inputs(self, inputs, uids: Sequence[str], params: GenerationParams):
         """``generate_ids`` on processor inputs already made (left-padded, on the device): trainers
-        prepare prompts ahead in their data-loading workers."""
+        prepare prompts ahead in their data-loading workers.
+
+        The distribution is exactly ``params`` (``lvlm.sampling``): the checkpoint's generation
+        config is hidden during the call, and each (prompt, rollout) row draws its tokens from its
+        own generator seeded by ``params.seed``, the prompt's uid and the rollout index.
+        """
+        from transformers import LogitsProcessorList
+
         torch = self.torch
         inputs = dict(inputs)
         ids = inputs.pop("input_ids")
@@ -287,20 +304,18 @@ class HFBackend(InferenceBackend):
         token_types = inputs.pop("mm_token_type_ids", None)
         prompt_tokens = mask.sum(dim=1).tolist()
         n = params.n
-        seed_text = "|".join(uids) + f"|{params.seed}"
-        torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
-        generation = {
-            "max_new_tokens": params.max_tokens,
-            "do_sample": not params.greedy,
-            "pad_token_id": self.processor.tokenizer.pad_token_id,
-            "suppress_tokens": self.suppress_tokens,
-        }
+        warn_ignored(self.identity.model, self.checkpoint_sampling, params)
+        config = generation_config(params, pad_token_id=self.processor.tokenizer.pad_token_id,
+                                   suppress_tokens=self.suppress_tokens)  # fmt: skip
+        extra = {}
         if not params.greedy:
-            generation.update(temperature=params.temperature, top_p=params.top_p)
+            seeds = [rollout_seed(params.seed, uid, j) for uid in uids for j in range(n)]
+            extra["logits_processor"] = LogitsProcessorList([SeededSampler(params, seeds)])
         if self.synced_gpus:
-            generation["synced_gpus"] = True
+            extra["synced_gpus"] = True
         # FSDP's gathered-parameter buffers outlive this call: inference tensors would break training
-        with torch.no_grad() if self.synced_gpus else torch.inference_mode():
+        grad = torch.no_grad() if self.synced_gpus else torch.inference_mode()
+        with grad, neutral_generation_defaults(self.model):
             inner = rope_owner(self.model)
             if inner is not None:
                 inner.rope_deltas = None  # positions of the previous batch must not leak in
@@ -320,10 +335,14 @@ class HFBackend(InferenceBackend):
             output = self.model.generate(
                 input_ids=ids.repeat_interleave(n, dim=0),
                 attention_mask=mask.repeat_interleave(n, dim=0),
+                generation_config=config,
                 **{cache_name: cache},
-                **generation,
+                **extra,
             )
         return output[:, ids.shape[1] :], prompt_tokens
+
+    def sampling_notes(self) -> dict:
+        return {"checkpoint_generation_config_ignored": self.checkpoint_sampling}
 
     def close(self) -> None:
         del self.model

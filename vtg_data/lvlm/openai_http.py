@@ -4,9 +4,24 @@ Requests run concurrently (bounded) on an asyncio loop in a background thread; r
 back as they finish, so a caller can persist each one at once. Transient trouble (429 honouring
 ``Retry-After``, 5xx, timeouts, dropped connections, malformed bodies) is retried with
 exponential backoff and jitter; a request that still fails is returned as ``failed`` with the
-reason, and the run goes on. The video goes as a base64 data URL (default) or a ``file://`` URL
-(for a server that reads the same disk), with fps and pixel hints for servers that take them.
-The API key comes from the environment and never appears in messages.
+reason, and the run goes on. The API key comes from the environment and never appears in messages.
+
+What the model is shown and how it samples are stated in every request, never left to the
+server's defaults:
+
+- ``video_mode="frames"`` (default): the client decodes each video once with the same sampling
+  plan and frame cache as the other backends and sends the plan's frames as one ``video/jpeg``
+  video, told their real rate (``lvlm.served_video``); ``data_url``/``file_url`` upload the whole
+  file and leave the frames to the server (``mm_processor_kwargs`` asks it to sample at the
+  policy's fps, Qwen3-VL's documented route).
+- Every sampling field is in the body (temperature, top_p, top_k, min_p, repetition and
+  presence/frequency penalties, seed, n): vLLM fills each field a request leaves out from the
+  checkpoint's ``generation_config.json`` (Qwen2.5-VL-7B-Instruct: top_k 1, i.e. greedy).
+  ``api_fields="standard"`` sends only the fields of OpenAI's own API, for hosts that refuse others.
+- The first answers are checked against what the server reports it showed the model
+  (``ServerCheck``); a server that dropped or resized frames stops the run with the fix.
+- A server that splits the reasoning off (``--reasoning-parser``: ``reasoning_content`` or
+  ``reasoning``) has it joined back as ``<think>...</think>`` before the answer.
 """
 
 from __future__ import annotations
@@ -20,13 +35,32 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vtg_data.lvlm.base import BackendIdentity, GenerationParams, InferenceBackend, Request, Response
+from vtg_data.lvlm.base import (
+    BackendIdentity,
+    GenerationParams,
+    InferenceBackend,
+    Request,
+    Response,
+    video_summary,
+)
+from vtg_data.lvlm.served_video import (
+    FAMILIES,
+    ServerCheck,
+    ServerMismatch,
+    expectation,
+    family_of,
+    frame_kwargs,
+    jpeg_data_url,
+)
+from vtg_data.video import DecodeError, FrameCache, load_clips
 
-VIDEO_MODES = ("data_url", "file_url")
+VIDEO_MODES = ("frames", "data_url", "file_url")
 N_MODES = ("param", "repeat")
+API_FIELDS = ("full", "standard")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
@@ -53,9 +87,15 @@ class OpenAIBackend(InferenceBackend):
         retries: int = 4,
         backoff: float = 1.0,
         max_backoff: float = 30.0,
-        video_mode: str = "data_url",
+        video_mode: str = "frames",
         n_mode: str = "param",
-        fps_hints: bool = True,
+        family: str | None = None,
+        decode_backend: str = "decord",
+        frame_cache: FrameCache | None = None,
+        decode_timeout: float | None = 120.0,
+        jpeg_quality: int = 95,
+        check_server: bool = True,
+        api_fields: str = "full",
         response_format: dict | None = None,
         extra_body: dict | None = None,
     ):
@@ -63,6 +103,8 @@ class OpenAIBackend(InferenceBackend):
             raise ValueError(f"video_mode must be one of {VIDEO_MODES}")
         if n_mode not in N_MODES:
             raise ValueError(f"n_mode must be one of {N_MODES}")
+        if api_fields not in API_FIELDS:
+            raise ValueError(f"api_fields must be one of {API_FIELDS}")
         self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1").rstrip(
             "/"
         )
@@ -76,15 +118,29 @@ class OpenAIBackend(InferenceBackend):
         self.max_backoff = max_backoff
         self.video_mode = video_mode
         self.n_mode = n_mode
-        self.fps_hints = fps_hints
+        self.family = family_of(model, family)
+        self.decode_backend = decode_backend
+        self.frame_cache = frame_cache
+        self.decode_timeout = decode_timeout
+        self.jpeg_quality = jpeg_quality
+        self.api_fields = api_fields
         self.response_format = response_format
         self.extra_body = extra_body or {}
+        self.check = ServerCheck(self.family) if check_server and video_mode == "frames" else None
         self._encoded: dict[str, str] = {}
+
+    def sampling_notes(self) -> dict:
+        notes: dict = {"video_mode": self.video_mode, "family": self.family, "api_fields": self.api_fields}
+        if self.check is not None:
+            notes["server_check"] = {"exact_checks": self.check.verdicts,
+                                     "unchecked_reason": self.check.unchecked_reason}  # fmt: skip
+        return notes
 
     # -----------------------------------------------------------------------------------------
     # Request bodies
 
     def video_url(self, path: str) -> str:
+        """The whole file (``data_url``/``file_url`` modes)."""
         if self.video_mode == "file_url":
             return Path(path).resolve().as_uri()
         if path not in self._encoded:
@@ -94,7 +150,34 @@ class OpenAIBackend(InferenceBackend):
             self._encoded[path] = f"data:video/mp4;base64,{data}"
         return self._encoded[path]
 
-    def body(self, request: Request, params: GenerationParams, n: int) -> dict[str, Any]:
+    def sampling_fields(self, params: GenerationParams, n: int) -> dict[str, Any]:
+        """The whole distribution, so no server default fills a field left out."""
+        fields: dict[str, Any] = {
+            "n": n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "seed": params.seed,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+        }
+        if self.api_fields == "full":  # vLLM / SGLang sampling fields (-1: top-k off in every version)
+            fields.update(
+                top_k=params.top_k or -1, min_p=params.min_p, repetition_penalty=params.repetition_penalty
+            )
+        return fields
+
+    def body(
+        self,
+        request: Request,
+        params: GenerationParams,
+        n: int,
+        payload: dict | None = None,
+        *,
+        video: bool = True,
+    ) -> dict[str, Any]:
+        """The request body; ``payload`` is the frames' data URL and hints (frames mode);
+        ``video=False`` drops the video part (the server check's text-only twin)."""
         messages = []
         for message in request.messages:
             content = message["content"]
@@ -106,7 +189,9 @@ class OpenAIBackend(InferenceBackend):
                 if part["type"] == "video":
                     if request.video is None:
                         raise _Fatal("the messages have a video part but the request has no video")
-                    parts.append({"type": "video_url", "video_url": {"url": self.video_url(request.video)}})
+                    if video:
+                        url = payload["url"] if payload is not None else self.video_url(request.video)
+                        parts.append({"type": "video_url", "video_url": {"url": url}})
                 elif part["type"] == "text":
                     parts.append({"type": "text", "text": part["text"]})
             if message["role"] == "system":
@@ -115,27 +200,28 @@ class OpenAIBackend(InferenceBackend):
                 )
             else:
                 messages.append({"role": message["role"], "content": parts})
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": messages,
-            "n": n,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "max_tokens": params.max_tokens,
-            "seed": params.seed,
-        }
-        if self.fps_hints and request.video is not None:
-            policy = request.policy
-            body["mm_processor_kwargs"] = {
-                "fps": policy.fps,
-                "min_pixels": policy.min_pixels,
-                "max_pixels": policy.max_pixels,
-            }
-            body["media_io_kwargs"] = {"video": {"fps": policy.fps}}
+        body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling_fields(params, n)}
+        if video and request.video is not None and self.api_fields == "full":
+            if payload is not None:
+                body.update(payload["kwargs"])
+            else:  # the server samples the file: at the policy's fps, every frame read first
+                body["mm_processor_kwargs"] = {"fps": request.policy.fps, "do_sample_frames": True}
+                body["media_io_kwargs"] = {"video": {"num_frames": -1}}
         if self.response_format is not None:
             body["response_format"] = self.response_format
         body.update(self.extra_body)
         return body
+
+    def _payload(self, video: str, policy) -> dict | DecodeError:
+        """The plan's frames of one video as one ``video/jpeg`` data URL, with their hints."""
+        _, clip = next(iter(load_clips([video], policy, backend=self.decode_backend, cache=self.frame_cache,
+                                       timeout=self.decode_timeout)))  # fmt: skip
+        if isinstance(clip, DecodeError):
+            return clip
+        url, size = jpeg_data_url(clip.frames, self.jpeg_quality)
+        summary = video_summary(clip) | {"sent": "frames", "bytes": size}
+        return {"url": url, "kwargs": frame_kwargs(clip.plan, self.family), "video": summary,
+                "expected": expectation(clip.plan, self.family)}  # fmt: skip
 
     # -----------------------------------------------------------------------------------------
     # Running
@@ -146,12 +232,17 @@ class OpenAIBackend(InferenceBackend):
         params: GenerationParams,
         on_response: Callable[[Response], None] | None = None,
     ) -> Iterator[Response]:
+        """Answers as they finish. A ``ServerMismatch`` (the server did not show the model the
+        frames sent) is raised after every answer already received has been handed over."""
         results: queue.Queue = queue.Queue()
         done = object()
+        failure: list[BaseException] = []
 
         def runner() -> None:
             try:
                 asyncio.run(self._run_all(list(requests), params, results.put))
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
             finally:
                 results.put(done)
 
@@ -162,40 +253,98 @@ class OpenAIBackend(InferenceBackend):
                 on_response(item)
             yield item
         thread.join()
+        if failure:
+            raise failure[0]
+
+    def _groups(self, requests: list[Request]) -> dict[tuple, list[Request]]:
+        """Requests by (video, frame policy on this family's grid): one decode serves a group."""
+        grid = FAMILIES[self.family]
+        groups: dict[tuple, list[Request]] = {}
+        for request in requests:
+            policy = replace(request.policy, patch=grid["patch"], frame_multiple=grid["temporal"])
+            groups.setdefault((request.video, policy), []).append(request)
+        return groups
 
     async def _run_all(self, requests: list[Request], params: GenerationParams, put) -> None:
         import httpx
 
         limit = asyncio.Semaphore(self.concurrency)
+        # decoded videos held at once: those whose requests are in flight, and one decoded ahead
+        videos = asyncio.Semaphore(self.concurrency + 1)
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
+        tasks: list[asyncio.Task] = []
         async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as client:
 
-            async def one(request: Request) -> None:
-                put(await self._answer(client, request, params, limit))
+            async def one(request: Request, payload: dict | None, finished) -> None:
+                try:
+                    put(await self._answer(client, request, params, limit, payload))
+                finally:
+                    finished()
 
-            await asyncio.gather(*(one(r) for r in requests))
+            for (video, policy), members in self._groups(requests).items():
+                payload = None
+                if self.video_mode == "frames" and video is not None:
+                    await videos.acquire()
+                    payload = await asyncio.to_thread(self._payload, video, policy)
+                    if isinstance(payload, DecodeError):
+                        videos.release()
+                        for request in members:
+                            put(Response(request.uid, status="failed", error=str(payload)))
+                        continue
+                remaining = [len(members)]
 
-    async def _answer(self, client, request: Request, params: GenerationParams, limit) -> Response:
+                def finished(remaining=remaining, held=payload is not None) -> None:
+                    remaining[0] -= 1
+                    if remaining[0] == 0 and held:
+                        videos.release()
+
+                tasks += [asyncio.create_task(one(request, payload, finished)) for request in members]
+                if any(t.done() and not t.cancelled() and t.exception() is not None for t in tasks):
+                    break  # a server mismatch stops the run: decode no more videos
+            await asyncio.gather(*tasks)
+
+    async def _answer(
+        self, client, request: Request, params: GenerationParams, limit, payload: dict | None
+    ) -> Response:
         start = time.perf_counter()
+        shown = payload["video"] if payload is not None else None
+        if shown is None and request.video is not None:
+            shown = {"sent": "file", "fps_asked": request.policy.fps}
         try:
             if self.n_mode == "param":
-                texts, prompt_tokens = await self._call(client, request, params, params.n, limit)
+                texts, prompt_tokens = await self._call(client, request, params, params.n, limit, payload)
             else:
                 texts, prompt_tokens = [], None
                 for k in range(params.n):
-                    one_params = GenerationParams(
-                        1, params.temperature, params.top_p, params.max_tokens, params.seed + k
-                    )
-                    more, prompt_tokens = await self._call(client, request, one_params, 1, limit)
+                    one_params = replace(params, n=1, seed=params.seed + k)  # vLLM's seeds for n children
+                    more, prompt_tokens = await self._call(client, request, one_params, 1, limit, payload)
                     texts += more
         except (_Fatal, OSError) as exc:
             return Response(request.uid, status="failed", error=str(exc), seconds=time.perf_counter() - start)
-        return Response(request.uid, texts, prompt_tokens=prompt_tokens, seconds=time.perf_counter() - start)
+        if payload is not None and self.check is not None:
+            await self._check(client, request, params, limit, payload, prompt_tokens)
+        return Response(request.uid, texts, prompt_tokens=prompt_tokens, video=shown,
+                        seconds=time.perf_counter() - start)  # fmt: skip
+
+    async def _check(self, client, request: Request, params, limit, payload: dict, prompt_tokens) -> None:
+        """What the server showed the model: a floor on every answer, an exact count on the first
+        of each frame count and size (the same prompt without its video, one token)."""
+        expected = payload["expected"]
+        self.check.floor(expected, prompt_tokens, request.uid)
+        if prompt_tokens is None or not self.check.needs_exact(expected):
+            return
+        probe = replace(params, n=1, temperature=0.0, max_tokens=1)
+        try:
+            _, text_tokens = await self._call(client, request, probe, 1, limit, payload, video=False)
+        except _Fatal as exc:
+            self.check.unchecked_reason = f"the text-only probe failed: {exc}"
+            return
+        self.check.exact(expected, prompt_tokens, text_tokens, request.uid)
 
     async def _call(
-        self, client, request: Request, params: GenerationParams, n: int, limit
+        self, client, request: Request, params: GenerationParams, n: int, limit, payload=None, *, video=True
     ) -> tuple[list[str], int | None]:
         """One completion call with retries. A slot of ``limit`` is held only while the body is built
         and the request is in flight: a request backing off gives its slot to the next one, so
@@ -207,7 +356,8 @@ class OpenAIBackend(InferenceBackend):
         for attempt in range(self.retries + 1):
             try:
                 async with limit:  # the body (the encoded video) exists only inside the slot
-                    response = await client.post(url, content=json.dumps(self.body(request, params, n)))
+                    body = json.dumps(self.body(request, params, n, payload, video=video))
+                    response = await client.post(url, content=body)
                 return self._parse(response, n)
             except _Retry as exc:
                 last, wait = str(exc), exc.wait
@@ -230,10 +380,24 @@ class OpenAIBackend(InferenceBackend):
             raise _Fatal(f"HTTP {status}: {response.text[:300]}")
         try:
             data = response.json()
-            texts = [choice["message"]["content"] or "" for choice in data["choices"]]
+            texts = [answer_text(choice["message"]) for choice in data["choices"]]
         except (ValueError, KeyError, TypeError) as exc:
             raise _Retry(f"malformed response body ({type(exc).__name__})") from exc
         if len(texts) != n:
             raise _Fatal(f"asked for {n} completions, got {len(texts)} (try n_mode='repeat')")
         usage = data.get("usage") or {}
         return texts, usage.get("prompt_tokens")
+
+
+def answer_text(message: dict) -> str:
+    """The answer as the model wrote it: a reasoning part the server split off (vLLM's
+    ``--reasoning-parser``: ``reasoning_content``, or ``reasoning`` in newer versions) is joined
+    back as ``<think>...</think>`` before the content, so thinking is parsed and stored."""
+    content = message.get("content") or ""
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if not reasoning or "<think>" in content:
+        return content
+    return f"<think>{reasoning.strip()}</think>\n{content.lstrip()}"
+
+
+__all__ = ["OpenAIBackend", "ServerMismatch", "answer_text"]

@@ -64,6 +64,14 @@ def build_tokenizer():
 
 FAMILIES = ("qwen2.5-vl", "qwen3-vl")
 
+# The sampling fields of the real checkpoints' generation_config.json (Qwen/Qwen2.5-VL-7B-Instruct,
+# Qwen/Qwen3-VL-8B-Instruct), written into the tiny models so every test meets what a user's
+# checkpoint carries: a caller that leaves top_k unset samples greedily from Qwen2.5-VL-7B-Instruct.
+CHECKPOINT_SAMPLING = {
+    "qwen2.5-vl": {"do_sample": True, "temperature": 0.1, "top_p": 0.001, "top_k": 1, "repetition_penalty": 1.05},
+    "qwen3-vl": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.0},
+}  # fmt: skip
+
 
 def build_processor(tokenizer=None, family: str = "qwen2.5-vl"):
     """The stock processor of the family around the offline tokenizer."""
@@ -239,8 +247,11 @@ def make_tiny_model(
         model = Qwen2_5_VLForConditionalGeneration(
             build_config(tokenizer, hidden_size=hidden_size, layers=layers, size=size)
         )
-    model.generation_config.eos_token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    model.generation_config.pad_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    end, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    # the checkpoint's own stop tokens (<|im_end|>, <|endoftext|>) and sampling defaults
+    model.generation_config.update(
+        eos_token_id=[end, pad], pad_token_id=pad, bos_token_id=pad, **CHECKPOINT_SAMPLING[family]
+    )
     processor = build_processor(tokenizer, family)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

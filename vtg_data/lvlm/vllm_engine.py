@@ -24,6 +24,24 @@ from vtg_data.lvlm.hf import decoded_frame_kwargs
 from vtg_data.video import FrameCache
 
 
+def vllm_sampling(params: GenerationParams, **extra) -> dict:
+    """``SamplingParams`` fields for ``params``: every field that shapes the distribution stated
+    (top_k -1 is "off" in every vLLM version; 0 only in newer ones), nothing left to a default."""
+    return {
+        "n": params.n,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k or -1,
+        "min_p": params.min_p,
+        "repetition_penalty": params.repetition_penalty,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "max_tokens": params.max_tokens,
+        "seed": params.seed,
+        **extra,
+    }
+
+
 def vllm_request(processor, request: Request, clip) -> dict:
     """A vLLM prompt: the chat text and, with a video, the decoded frames and their timing.
 
@@ -102,13 +120,7 @@ class VLLMBackend(InferenceBackend):
         params: GenerationParams,
         on_response: Callable[[Response], None] | None = None,
     ) -> Iterator[Response]:
-        sampling = self._vllm.SamplingParams(
-            n=params.n,
-            temperature=params.temperature,
-            top_p=params.top_p,
-            max_tokens=params.max_tokens,
-            seed=params.seed,
-        )
+        sampling = self._vllm.SamplingParams(**vllm_sampling(params))
         for item in batches_by_video(
             requests, batch_size=self.chunk_size, patch=self.patch, temporal_patch=self.temporal_patch,
             decode_backend=self.decode_backend, frame_cache=self.frame_cache, decode_timeout=self.decode_timeout,

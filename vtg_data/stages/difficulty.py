@@ -33,7 +33,7 @@ from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.parse import parse_answer
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.grounding.rewards import PRESETS, compute_reward
-from vtg_data.lvlm import GenerationParams, InferenceBackend, Request
+from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, sampling_notes
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
 from vtg_data.tables import load_rows
@@ -72,6 +72,8 @@ class DifficultyConfig:
     k: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
     max_tokens: int = 256
     seed: int = 0
     greedy: bool = False
@@ -96,7 +98,9 @@ class DifficultyConfig:
 
     @property
     def rollout_params(self) -> GenerationParams:
-        return GenerationParams(self.k, self.temperature, self.top_p, self.max_tokens, self.seed)
+        return GenerationParams(n=self.k, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                                repetition_penalty=self.repetition_penalty, max_tokens=self.max_tokens,
+                                seed=self.seed)  # fmt: skip
 
 
 def run_id(cfg: DifficultyConfig, identity) -> str:
@@ -173,7 +177,7 @@ def score_shard(
     answers = cache.run(backend, requests, cfg.rollout_params, progress, f"rollouts, shard {shard}")
     greedy = {}
     if cfg.greedy:
-        greedy_params = GenerationParams(1, 0.0, 1.0, cfg.max_tokens, cfg.seed)
+        greedy_params = GenerationParams(n=1, temperature=0.0, max_tokens=cfg.max_tokens, seed=cfg.seed)
         greedy = cache.run(backend, requests, greedy_params, progress, f"greedy, shard {shard}")
     records = []
     for row in rows:
@@ -233,6 +237,9 @@ def score_difficulty(
         "toolkit_version": __version__,
         "run_id": run_id(cfg, identity),
         "policy": asdict(identity),
+        # the distribution exactly as sampled, and what the backend overrode or checked to get it
+        "sampling": asdict(cfg.rollout_params),
+        "sampling_notes": sampling_notes(backend) if backend is not None else "per worker",
         "prompt": {"name": cfg.prompt, "hash": get_prompt(cfg.prompt).hash},
         "config": jsonable(asdict(cfg)),
         "decoder": getattr(backend, "decode_backend", None) if backend is not None else "per worker",

@@ -28,7 +28,15 @@ from vtg_data.files import write_text
 from vtg_data.grounding.metrics import HIT_RULES, THRESHOLDS, SampleScore, best_match, grounding_report
 from vtg_data.grounding.parse import MODES, parse_answer
 from vtg_data.grounding.prompts import get_prompt
-from vtg_data.lvlm import BACKENDS, GenerationParams, InferenceBackend, Request, Response, make_backend
+from vtg_data.lvlm import (
+    BACKENDS,
+    GenerationParams,
+    InferenceBackend,
+    Request,
+    Response,
+    make_backend,
+    sampling_notes,
+)
 from vtg_data.tables import load_rows as load_table_rows
 from vtg_data.video import SamplingPolicy, plan_sampling, stream_info
 from vtg_data.video.decode import DecodeError
@@ -171,6 +179,7 @@ def run_model_eval(
         "prompt": {"name": template.name, "version": template.version, "hash": template.hash},
         "sampling": asdict(cfg.policy),
         "generation": asdict(cfg.generation),
+        "generation_notes": sampling_notes(backend),
         "prompt_answer_budget": template.answer_budget,
         "decoder": getattr(backend, "decode_backend", None),
         "parse_mode": parse_mode,

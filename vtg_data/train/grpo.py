@@ -24,6 +24,7 @@ import torch
 
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
+from vtg_data.lvlm.sampling import policy_logprobs
 from vtg_data.train.options import TrainData, TrainerOptions, batch_key
 from vtg_data.train.rollouts import BATCHINGS
 from vtg_data.video import SamplingPolicy
@@ -60,6 +61,8 @@ class GRPOConfig(TrainerOptions):
             raise ValueError(f"reward must be one of {sorted(PRESETS)}")
         if self.k < 2:
             raise ValueError("GRPO needs k >= 2 rollouts per prompt")
+        if not self.temperature > 0:
+            raise ValueError("GRPO samples its rollouts: temperature must be > 0")
         if self.rollouts not in ("hf", "vllm"):
             raise ValueError(f"rollouts must be 'hf' or 'vllm', not {self.rollouts!r}")
         if self.rollout_batching not in BATCHINGS:
@@ -104,8 +107,15 @@ def _sequence_batch(
     return batch, mask
 
 
-def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _token_logps(
+    model, batch: dict, mask: torch.Tensor, temperature: float = 1.0, suppressed: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-probabilities and entropies of the completion tokens (``mask``), and the mask they align with.
+
+    They are those of the distribution the rollouts were drawn from (``lvlm.sampling``): logits
+    divided by the sampling temperature, the suppressed special tokens excluded. Scoring the raw
+    logits instead would push the policy along the gradient of another distribution than the one
+    that sampled whenever the temperature is not 1.
 
     Token t is scored from the logits at t - 1. Only the logits from the first completion token on
     are computed (``logits_to_keep``): a 2,500-token video prompt then costs no vocabulary-sized
@@ -121,11 +131,13 @@ def _token_logps(model, batch: dict, mask: torch.Tensor) -> tuple[torch.Tensor, 
     keep = length - first + 1
     logits = model(**batch, logits_to_keep=keep).logits[:, :-1].float()
     targets = batch["input_ids"][:, first:]
-    logp_all = torch.log_softmax(logits, dim=-1)
+    logp_all = policy_logprobs(logits, temperature, suppressed)
     logps = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    probs = logp_all.exp()
+    entropy = -(probs * logp_all.masked_fill(probs == 0, 0.0)).sum(-1)
     m = mask[:, first:]
-    return logps * m, entropy * m, m
+    # padding after the end of turn is a suppressed token (log-probability -inf): zero, not -inf * 0
+    return logps.masked_fill(~m, 0.0), entropy.masked_fill(~m, 0.0), m
 
 
 def clipped_objective(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, clip: float):
@@ -134,13 +146,13 @@ def clipped_objective(logps: torch.Tensor, old_logps: torch.Tensor, advantages: 
     return torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - clip, 1 + clip) * advantages)
 
 
-def _reference_logps(run, batch: dict, mask: torch.Tensor) -> torch.Tensor:
+def _reference_logps(run, batch: dict, mask: torch.Tensor, **distribution) -> torch.Tensor:
     """Completion log-probabilities under the starting policy: the frozen copy, or with LoRA the
     model with its adapter disabled."""
     if run.reference is not None:
-        return _token_logps(run.reference, batch, mask)[0]
+        return _token_logps(run.reference, batch, mask, **distribution)[0]
     with run.bare.disable_adapter():
-        return _token_logps(run.model, batch, mask)[0]
+        return _token_logps(run.model, batch, mask, **distribution)[0]
 
 
 def make_rollouts(cfg: GRPOConfig, run):
@@ -186,6 +198,8 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
     tokenizer = backend.processor.tokenizer
     pad = tokenizer.pad_token_id
     params = GenerationParams(n=cfg.k, temperature=cfg.temperature, max_tokens=cfg.max_tokens, seed=cfg.seed)
+    # the loss scores the rollouts under the distribution that drew them
+    distribution = {"temperature": cfg.temperature, "suppressed": tuple(backend.suppress_tokens)}
     last = min(cfg.steps, cfg.stop_after or cfg.steps)
     task = (
         progress.add_task("grpo", total=last, completed=run.start_step) if progress and run.is_main else None
@@ -233,8 +247,10 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
             with torch.no_grad():
                 # with one update per step the policy updated is the one that sampled: its log-probs in
                 # the update are the old ones (detached), and a forward pass here would only repeat them
-                old_logps = _token_logps(model, seq, mask)[0] if cfg.updates_per_step > 1 else None
-                ref_logps = _reference_logps(run, seq, mask) if cfg.beta > 0 else None
+                old_logps = (
+                    _token_logps(model, seq, mask, **distribution)[0] if cfg.updates_per_step > 1 else None
+                )
+                ref_logps = _reference_logps(run, seq, mask, **distribution) if cfg.beta > 0 else None
             adv = advantages[rows.start : rows.stop].to(accelerator.device).unsqueeze(1)
             chunks.append((seq, mask, adv, old_logps, ref_logps))
         # token-level mean over the whole step: all micro-batches, all processes
@@ -243,7 +259,7 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
         for _ in range(cfg.updates_per_step):
             totals = {"loss": 0.0, "kl": 0.0, "entropy": 0.0}
             for seq, mask, adv, old_logps, ref_logps in chunks:
-                logps, entropy, m = _token_logps(model, seq, mask)
+                logps, entropy, m = _token_logps(model, seq, mask, **distribution)
                 old = old_logps if old_logps is not None else logps.detach()
                 loss = -(clipped_objective(logps, old, adv, cfg.clip) * m).sum() * scale
                 kl = torch.zeros((), device=logps.device)

@@ -172,12 +172,11 @@ class VLLMRollouts:
     def sample(
         self, batch: Sequence[tuple], params: GenerationParams, prompts: Sequence[dict]
     ) -> list[torch.Tensor]:
-        from vtg_data.lvlm.vllm_engine import vllm_request
+        from vtg_data.lvlm.vllm_engine import vllm_request, vllm_sampling
 
         tokenizer = self.processor.tokenizer
         eos = tokenizer.eos_token_id
-        sampling = self.sampling(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                                 max_tokens=params.max_tokens, seed=params.seed, logit_bias=self.suppress or None)  # fmt: skip
+        sampling = self.sampling(**vllm_sampling(params, logit_bias=self.suppress or None))
         outputs = self.llm.generate([vllm_request(self.processor, request, clip) for request, clip in batch], sampling,
                                     use_tqdm=False)  # fmt: skip
         rows = []
