@@ -84,6 +84,11 @@ VIDEO_SCHEMA = pa.schema(
         pa.field("bytes", pa.int64()),
         pa.field("sha256", pa.string()),
         pa.field("error", pa.string()),
+        pa.field("codec", pa.string()),
+        pa.field("container", pa.string()),
+        pa.field("rotation", pa.int32()),  # clockwise degrees a player turns the stored picture
+        pa.field("start_offset", pa.float64()),  # the first frame's presentation time, seconds
+        pa.field("variable_rate", pa.bool_()),
     ],
     metadata={METADATA_VERSION_KEY: SCHEMA_VERSION.encode(), METADATA_TABLE_KEY: b"videos"},
 )

@@ -36,6 +36,42 @@ def _distribution(series: pl.Series) -> dict[str, float]:
     }
 
 
+def _value_counts(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if column not in frame.columns:
+        return {}
+    grouped = frame.group_by(column).len().sort("len", descending=True)
+    return {str(row[column]): row["len"] for row in grouped.to_dicts() if row[column] is not None}
+
+
+def _count(frame: pl.DataFrame, column: str, expression) -> int:
+    return frame.filter(expression).height if column in frame.columns else 0
+
+
+def video_facts(folders: list[Path]) -> list[dict[str, Any]]:
+    """What the videos on disk are, per corpus (each folder's ``videos.parquet``): their status,
+    codecs, containers, and how many are rotated, start after 0 or have a variable frame rate, so a
+    user sees before training what the decoders will meet."""
+    rows = []
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        table = folder / "videos.parquet"
+        if not table.is_file():
+            continue
+        frame = pl.read_parquet(table)
+        present = frame.filter(pl.col("status") == "ok")
+        statuses = frame.group_by("status").len().sort("status").to_dicts()
+        rows.append({
+            "corpus": folder.name,
+            "videos": frame.height,
+            "status": {row["status"]: row["len"] for row in statuses},
+            "codecs": _value_counts(present, "codec"),
+            "containers": _value_counts(present, "container"),
+            "rotated": _count(present, "rotation", pl.col("rotation").fill_null(0) != 0),
+            "offset_start": _count(present, "start_offset", pl.col("start_offset").fill_null(0).abs() > 0.001),
+            "variable_rate": _count(present, "variable_rate", pl.col("variable_rate").fill_null(False)),
+        })  # fmt: skip
+    return rows
+
+
 def compute_stats(path: Path) -> dict[str, Any]:
     tables = query_tables(path)
     frame = pl.concat(
@@ -71,4 +107,5 @@ def compute_stats(path: Path) -> dict[str, Any]:
         "flags": {row["flags"]: row["len"] for row in flags.to_dicts()},
         "videos_missing": missing,
         "videos_corrupt": corrupt,
+        "video_files": video_facts([t.parent for t in tables]),
     }

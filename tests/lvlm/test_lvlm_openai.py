@@ -176,7 +176,7 @@ def test_the_model_is_told_the_true_length_of_a_long_video(server, long_video):
     assert shown["frames_seen"] == response.video["frames"]
     assert told_length(shown) == pytest.approx(duration, abs=1 / 10)  # within one native frame
     assert response.video["last"] < duration
-    checks = backend(server).sampling_notes()["server_check"]
+    checks = backend(server).backend_notes()["server_check"]
     assert checks == {"exact_checks": [], "unchecked_reason": None}
 
 
@@ -207,7 +207,7 @@ def test_a_server_that_drops_frames_stops_the_run_with_the_launch_flag(tiny_mode
     assert "long" in message and "kept about 32 frames" in message
     assert """--media-io-kwargs '{"video": {"num_frames": -1}}'""" in message
     assert received == []  # the wrong answer is not handed on as a result
-    verdicts = client.sampling_notes()["server_check"]["exact_checks"]
+    verdicts = client.backend_notes()["server_check"]["exact_checks"]
     assert [v["ok"] for v in verdicts] == [True, False]
 
 
@@ -263,4 +263,4 @@ def test_readmes_launch_lines_show_the_model_every_frame_at_its_true_time(tiny_m
             assert response.ok, (line, response.error)
             assert told_length(server.seen[-1]) == pytest.approx(duration, abs=1 / 10), line
             assert len(set(response.texts)) == 4, line
-            assert [v["ok"] for v in client.sampling_notes()["server_check"]["exact_checks"]] == [True], line
+            assert [v["ok"] for v in client.backend_notes()["server_check"]["exact_checks"]] == [True], line

@@ -41,7 +41,7 @@ def test_k_rollouts_differ_although_the_checkpoint_says_top_k_1(hf_backend, tiny
     assert len(said) <= 1  # said once per model (an earlier test of the session may have said it)
     if said:
         assert "top_k=1" in said[0] and "top_k off" in said[0]
-    assert hf_backend.sampling_notes()["checkpoint_generation_config_ignored"]["top_k"] == 1
+    assert hf_backend.backend_notes()["checkpoint_generation_config_ignored"]["top_k"] == 1
 
 
 def test_the_same_seed_gives_the_same_rollouts_and_another_seed_others(hf_backend, video):

@@ -63,7 +63,8 @@ def test_cli_runs_the_tiny_model_and_writes_predictions_metrics_and_card(
     assert card["model"]["backend"] == "hf" and card["model"]["revision"].startswith("local-")
     assert card["prompt"]["name"] == "tvg_r1_think" and len(card["prompt"]["hash"]) == 16
     assert card["parse_mode"] == "strict" and card["hit_rule"] == ">=" and card["sampling"]["fps"] == 1.0
-    assert card["decoder"] == "decord" and card["data"][0]["sha256"]
+    assert card["decoder"] == "auto" and card["data"][0]["sha256"]
+    assert set(card["backend_notes"]["clips_by_decoder"]) <= {"decord", "torchcodec", "ffmpeg"}
     assert metrics["counts"]["rows"] == rows.height == metrics["counts"]["scored"]
     assert metrics["counts"]["parse_failures"] == sum(p["parse_status"] != "ok" for p in predictions)
     assert (out / "metrics.md").is_file()

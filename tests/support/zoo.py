@@ -31,8 +31,10 @@ def _source(seconds: float, rate: str, size: str = f"{WIDTH}x{HEIGHT}") -> list[
 
 H264 = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-pix_fmt", "yuv420p")
 
-# name -> (file name, ffmpeg arguments between the inputs and the output file)
-KINDS: dict[str, tuple[str, list[str]]] = {
+# name -> (file name, ffmpeg arguments between the inputs and the output file[, a stream-copy remux's
+# arguments]); a phone's portrait video is stored as the sensor saw it, turned a quarter
+# counter-clockwise, with a display matrix of -90 degrees (ffprobe "rotation": -90) to turn it upright
+KINDS: dict[str, tuple] = {
     "h264": ("h264.mp4", [*_source(4, "25"), *H264, "-g", "12"]),
     "vp9_webm": ("vp9.webm", [*_source(4, "30"), "-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8",
                               "-crf", "20", "-b:v", "0", "-pix_fmt", "yuv420p"]),
@@ -45,8 +47,7 @@ KINDS: dict[str, tuple[str, list[str]]] = {
     # 10 fps for 2 s, then 30 fps: the frames of a 30-fps source, two of every three dropped at first
     "vfr": ("vfr.mp4", [*_source(4, "30"), "-vf", "select='gte(t\\,2)+not(mod(n\\,3))'", "-fps_mode", "vfr", *H264]),
     "offset_start": ("offset.mp4", [*_source(4, "25"), *H264, "-output_ts_offset", "2"]),
-    # stored turned a quarter counter-clockwise (96 x 384); the display matrix turns it back
-    "rotated_90": ("rotated.mp4", [*_source(3, "25"), "-vf", "transpose=cclock", *H264, "-metadata:s:v:0", "rotate=90"]),
+    "rotated_90": ("rotated.mp4", [*_source(3, "25"), "-vf", "transpose=cclock", *H264], ["-metadata:s:v:0", "rotate=270"]),
     "audio_first": ("audio_first.mp4", ["-f", "lavfi", "-i", "sine=frequency=440:duration=4", *_source(4, "25"),
                                         "-map", "0:a", "-map", "1:v", "-c:a", "aac", *H264]),
     "long_gop": ("long_gop.mp4", [*_source(6, "25"), *H264, "-g", "150", "-bf", "3", "-sc_threshold", "0"]),
@@ -54,10 +55,15 @@ KINDS: dict[str, tuple[str, list[str]]] = {
 
 
 def make(kind: str, folder: Path) -> Path:
-    name, arguments = KINDS[kind]
+    name, arguments, *remux = KINDS[kind]
     path = Path(folder) / name
     if not path.exists():
-        subprocess.run(["ffmpeg", "-v", "error", "-y", *arguments, str(path)], check=True)
+        encoded = path.with_name("encoded-" + name) if remux else path
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *arguments, str(encoded)], check=True)
+        if remux:  # the display matrix is written on a stream copy (ffmpeg 5's muxer ignores it on encode)
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(encoded), "-c", "copy", *remux[0], str(path)],
+                           check=True)  # fmt: skip
+            encoded.unlink()
     return path
 
 

@@ -111,7 +111,7 @@ def frame_cache(folder: Path | None, gib: float):
     return FrameCache(folder, max_bytes=int(gib * 2**30))
 
 
-def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "decord", batch_size: int = 4,
+def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "auto", batch_size: int = 4,
             cache=None, concurrency: int = 8, video_mode: str = "frames", family: str | None = None,
             api_fields: str = "full", n_mode: str = "param"):  # fmt: skip
     """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
@@ -143,7 +143,8 @@ BACKEND_OPTIONS: list[inspect.Parameter] = [
            help="openai backend: full (every sampling field: vLLM, SGLang) | standard (OpenAI's own fields only)."),
     option("n_mode", str, "param", "--n-mode",
            help="openai backend: param (n samples in one request) | repeat (n requests, seeds seed + i)."),
-    option("decoder", str, "decord", "--decoder", help="decord | torchcodec | ffmpeg"),
+    option("decoder", str, "auto", "--decoder",
+           help="auto (per video the fastest backend for its codec that reads it) | decord | torchcodec | ffmpeg"),
     option("batch_size", int, 4, "--batch-size", help="hf backend: prompts per batch."),
     option("frame_cache", Path | None, None, "--frame-cache",
            help="Folder of decoded clips shared by eval, score-difficulty and train."),

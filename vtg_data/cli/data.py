@@ -61,6 +61,9 @@ def register(app: typer.Typer) -> None:
             table.add_row(s.split, str(s.queries), str(s.videos), str(s.videos_missing), str(s.videos_corrupt),
                           flag_counts, state)  # fmt: skip
         out.print(table)
+        from vtg_data.stats import video_facts
+
+        print_video_facts(video_facts([result.out_dir]))
         for warning in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
         if result.errors:
@@ -135,6 +138,32 @@ def stats(
     out.print(
         f"videos: {result['videos']}  missing: {result['videos_missing']}  corrupt: {result['videos_corrupt']}"
     )
+    print_video_facts(result["video_files"])
+
+
+def print_video_facts(rows: list[dict]) -> None:
+    """The video files per corpus: status, codecs, containers, rotated / offset / variable-rate counts."""
+    if not rows:
+        return
+    table = Table(title="video files (videos.parquet)")
+    for column in (
+        "corpus",
+        "ok / missing / corrupt",
+        "codecs",
+        "containers",
+        "rotated",
+        "start > 0",
+        "variable rate",
+    ):
+        table.add_column(
+            column, justify="right" if column in {"rotated", "start > 0", "variable rate"} else "left"
+        )
+    for row in rows:
+        status = " / ".join(str(row["status"].get(k, 0)) for k in ("ok", "missing", "corrupt"))
+        table.add_row(row["corpus"], status, ", ".join(f"{k} {v}" for k, v in row["codecs"].items()) or "-",
+                      ", ".join(f"{k} {v}" for k, v in row["containers"].items()) or "-", str(row["rotated"]),
+                      str(row["offset_start"]), str(row["variable_rate"]))  # fmt: skip
+    out.print(table)
 
 
 def check_leakage_command(

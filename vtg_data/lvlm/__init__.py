@@ -6,7 +6,7 @@ from vtg_data.lvlm.base import (
     InferenceBackend,
     Request,
     Response,
-    sampling_notes,
+    backend_notes,
 )
 
 BACKENDS = ("hf", "openai", "vllm")
@@ -37,5 +37,5 @@ __all__ = [
     "Request",
     "Response",
     "make_backend",
-    "sampling_notes",
+    "backend_notes",
 ]

@@ -113,15 +113,15 @@ class InferenceBackend(ABC):
         """Release models, clients or engines; subclasses free what they hold."""
         self.closed = True
 
-    def sampling_notes(self) -> dict[str, Any]:
+    def backend_notes(self) -> dict[str, Any]:
         """What the backend knows about its sampling beyond ``GenerationParams``: defaults it
         overrode (a checkpoint's generation config) or checked (a server). Recorded in manifests."""
         return {}
 
 
-def sampling_notes(backend) -> dict[str, Any]:
-    """A backend's ``sampling_notes()``, or nothing for an object that only speaks ``generate``."""
-    notes = getattr(backend, "sampling_notes", None)
+def backend_notes(backend) -> dict[str, Any]:
+    """A backend's ``backend_notes()``, or nothing for an object that only speaks ``generate``."""
+    notes = getattr(backend, "backend_notes", None)
     return notes() if callable(notes) else {}
 
 
@@ -133,4 +133,5 @@ def video_summary(clip) -> dict[str, Any]:
         "last": float(clip.timestamps[-1]),
         "width": clip.plan.width,
         "height": clip.plan.height,
+        "decoder": clip.backend,
     }

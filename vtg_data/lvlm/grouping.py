@@ -6,6 +6,7 @@ every request on it, and a video that cannot be decoded fails exactly its reques
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
@@ -22,11 +23,12 @@ def batches_by_video(
     decode_backend: str,
     frame_cache: FrameCache | None,
     decode_timeout: float | None,
+    decoded_by: Counter | None = None,
 ) -> Iterator[list[tuple[Request, object]] | Response]:
     """Yield batches of (request, clip) and, for undecodable videos, one failed Response per request.
 
     The model's patch grid and temporal patch override the requests' sampling policy so frames
-    are sized for this model.
+    are sized for this model. ``decoded_by`` counts the clips per backend that served them.
     """
     groups: dict[tuple, list[Request]] = {}
     for request in requests:
@@ -47,6 +49,8 @@ def batches_by_video(
                 for request in members:
                     yield Response(request.uid, status="failed", error=str(clip))
                 continue
+            if decoded_by is not None:
+                decoded_by[clip.backend] += 1
         for request in members:
             pending.append((request, clip))
             if len(pending) == batch_size:

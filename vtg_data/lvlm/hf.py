@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -154,7 +155,7 @@ class HFBackend(InferenceBackend):
         device: str | None = None,
         dtype: str = "auto",
         batch_size: int = 4,
-        decode_backend: str = "decord",
+        decode_backend: str = "auto",
         frame_cache: FrameCache | None = None,
         decode_timeout: float | None = 120.0,
         attn_implementation: str | None = None,
@@ -193,7 +194,7 @@ class HFBackend(InferenceBackend):
         *,
         device: str,
         batch_size: int = 4,
-        decode_backend: str = "decord",
+        decode_backend: str = "auto",
         frame_cache: FrameCache | None = None,
         decode_timeout: float | None = 120.0,
     ) -> None:
@@ -209,6 +210,7 @@ class HFBackend(InferenceBackend):
         self.decode_backend = decode_backend
         self.frame_cache = frame_cache
         self.decode_timeout = decode_timeout
+        self.decoded_by: Counter = Counter()  # clips per decoder that served them (--decoder auto)
         # a model sharded over processes (FSDP) needs every process in each decoding step, until all
         # have finished; trainers set this
         self.synced_gpus = False
@@ -238,6 +240,7 @@ class HFBackend(InferenceBackend):
         for item in batches_by_video(
             requests, batch_size=self.batch_size, patch=self.patch, temporal_patch=self.temporal_patch,
             decode_backend=self.decode_backend, frame_cache=self.frame_cache, decode_timeout=self.decode_timeout,
+            decoded_by=self.decoded_by,
         ):  # fmt: skip
             if isinstance(item, Response):
                 yield self._emit(item, on_response)
@@ -341,8 +344,9 @@ class HFBackend(InferenceBackend):
             )
         return output[:, ids.shape[1] :], prompt_tokens
 
-    def sampling_notes(self) -> dict:
-        return {"checkpoint_generation_config_ignored": self.checkpoint_sampling}
+    def backend_notes(self) -> dict:
+        return {"checkpoint_generation_config_ignored": self.checkpoint_sampling,
+                "clips_by_decoder": dict(self.decoded_by)}  # fmt: skip
 
     def close(self) -> None:
         del self.model

@@ -34,7 +34,9 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,7 @@ class OpenAIBackend(InferenceBackend):
         video_mode: str = "frames",
         n_mode: str = "param",
         family: str | None = None,
-        decode_backend: str = "decord",
+        decode_backend: str = "auto",
         frame_cache: FrameCache | None = None,
         decode_timeout: float | None = 120.0,
         jpeg_quality: int = 95,
@@ -128,9 +130,12 @@ class OpenAIBackend(InferenceBackend):
         self.extra_body = extra_body or {}
         self.check = ServerCheck(self.family) if check_server and video_mode == "frames" else None
         self._encoded: dict[str, str] = {}
+        self.decoded_by: Counter = Counter()
+        self._decoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtg-data-openai-frames")
 
-    def sampling_notes(self) -> dict:
-        notes: dict = {"video_mode": self.video_mode, "family": self.family, "api_fields": self.api_fields}
+    def backend_notes(self) -> dict:
+        notes: dict = {"video_mode": self.video_mode, "family": self.family, "api_fields": self.api_fields,
+                       "clips_by_decoder": dict(self.decoded_by)}  # fmt: skip
         if self.check is not None:
             notes["server_check"] = {"exact_checks": self.check.verdicts,
                                      "unchecked_reason": self.check.unchecked_reason}  # fmt: skip
@@ -218,6 +223,7 @@ class OpenAIBackend(InferenceBackend):
                                        timeout=self.decode_timeout)))  # fmt: skip
         if isinstance(clip, DecodeError):
             return clip
+        self.decoded_by[clip.backend] += 1
         url, size = jpeg_data_url(clip.frames, self.jpeg_quality)
         summary = video_summary(clip) | {"sent": "frames", "bytes": size}
         return {"url": url, "kwargs": frame_kwargs(clip.plan, self.family), "video": summary,
@@ -287,7 +293,10 @@ class OpenAIBackend(InferenceBackend):
                 payload = None
                 if self.video_mode == "frames" and video is not None:
                     await videos.acquire()
-                    payload = await asyncio.to_thread(self._payload, video, policy)
+                    # one decoding thread for the backend's life: its decoder process is reused
+                    payload = await asyncio.get_running_loop().run_in_executor(
+                        self._decoding, self._payload, video, policy
+                    )
                     if isinstance(payload, DecodeError):
                         videos.release()
                         for request in members:

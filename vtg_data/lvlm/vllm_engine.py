@@ -9,6 +9,7 @@ frame count and indices) so the model is told the true timing; vLLM does not sam
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 from vtg_data.lvlm.base import (
@@ -71,7 +72,7 @@ class VLLMBackend(InferenceBackend):
         model: str,
         *,
         revision: str | None = None,
-        decode_backend: str = "decord",
+        decode_backend: str = "auto",
         frame_cache: FrameCache | None = None,
         decode_timeout: float | None = 120.0,
         chunk_size: int = 64,
@@ -113,6 +114,10 @@ class VLLMBackend(InferenceBackend):
         self.frame_cache = frame_cache
         self.decode_timeout = decode_timeout
         self.chunk_size = chunk_size
+        self.decoded_by: Counter = Counter()
+
+    def backend_notes(self) -> dict:
+        return {"clips_by_decoder": dict(self.decoded_by)}
 
     def generate(
         self,
@@ -124,6 +129,7 @@ class VLLMBackend(InferenceBackend):
         for item in batches_by_video(
             requests, batch_size=self.chunk_size, patch=self.patch, temporal_patch=self.temporal_patch,
             decode_backend=self.decode_backend, frame_cache=self.frame_cache, decode_timeout=self.decode_timeout,
+            decoded_by=self.decoded_by,
         ):  # fmt: skip
             if isinstance(item, Response):
                 yield self._emit(item, on_response)

@@ -38,7 +38,7 @@ from vtg_data.grounding.answer import time_answer
 from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.leakage import video_key
-from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, sampling_notes
+from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, backend_notes
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.coldstart_import import import_traces
 from vtg_data.stages.coldstart_rules import RULE_ORDER, RuleContext, RuleOptions, Trace, apply_rules
@@ -227,7 +227,7 @@ def build_coldstart(
         },
         "teacher": asdict(teacher.identity) if teacher is not None else None,
         "teacher_sampling": asdict(replace(cfg.teacher_generation, n=cfg.k)),
-        "teacher_sampling_notes": sampling_notes(teacher) if teacher is not None else None,
+        "teacher_backend_notes": backend_notes(teacher) if teacher is not None else None,
         "teacher_saw_ground_truth": cfg.teacher_sees_gt,
         "prompts": {
             "teacher": {"name": teacher_template.name, "hash": teacher_template.hash}

@@ -33,7 +33,7 @@ from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.parse import parse_answer
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.grounding.rewards import PRESETS, compute_reward
-from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, sampling_notes
+from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, backend_notes
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
 from vtg_data.tables import load_rows
@@ -239,7 +239,7 @@ def score_difficulty(
         "policy": asdict(identity),
         # the distribution exactly as sampled, and what the backend overrode or checked to get it
         "sampling": asdict(cfg.rollout_params),
-        "sampling_notes": sampling_notes(backend) if backend is not None else "per worker",
+        "backend_notes": backend_notes(backend) if backend is not None else "per worker",
         "prompt": {"name": cfg.prompt, "hash": get_prompt(cfg.prompt).hash},
         "config": jsonable(asdict(cfg)),
         "decoder": getattr(backend, "decode_backend", None) if backend is not None else "per worker",

@@ -34,8 +34,8 @@ from vtg_data.lvlm import (
     InferenceBackend,
     Request,
     Response,
+    backend_notes,
     make_backend,
-    sampling_notes,
 )
 from vtg_data.tables import load_rows as load_table_rows
 from vtg_data.video import SamplingPolicy, plan_sampling, stream_info
@@ -179,7 +179,7 @@ def run_model_eval(
         "prompt": {"name": template.name, "version": template.version, "hash": template.hash},
         "sampling": asdict(cfg.policy),
         "generation": asdict(cfg.generation),
-        "generation_notes": sampling_notes(backend),
+        "backend_notes": backend_notes(backend),
         "prompt_answer_budget": template.answer_budget,
         "decoder": getattr(backend, "decode_backend", None),
         "parse_mode": parse_mode,

@@ -67,7 +67,9 @@ def probe_all(layout: DataRoot, resolved, cache: dict, progress=None) -> dict[st
         stat = path.stat()
         key = [stat.st_size, stat.st_mtime_ns]
         cached = cache.get(rel)
-        if cached and cached[0] == key:
+        if (
+            cached and cached[0] == key and "codec" in cached[1]
+        ):  # probes of an older version lack the stream facts
             results[video_id] = ProbeResult(**cached[1])
         else:
             todo.append((video_id, path, key))
@@ -107,6 +109,11 @@ def write_videos_table(layout: DataRoot, annotated: dict[str, float], resolved, 
                 "bytes": probe.bytes,
                 "sha256": None,
                 "error": probe.error,
+                "codec": probe.codec,
+                "container": probe.container,
+                "rotation": probe.rotation,
+                "start_offset": probe.start_offset,
+                "variable_rate": probe.variable_rate,
             }
         )
     write_table_atomic(pa.Table.from_pylist(records, schema=VIDEO_SCHEMA), layout.out / "videos.parquet")

@@ -1,35 +1,51 @@
 """Decode the frames of a sampling plan with one of three backends behind one function.
 
-``sample_frames(path, policy, backend=...)`` returns a ``DecodedClip``: frames (T, H, W, 3) uint8
-resized inside the decoder, the presentation time of every frame as the decoder reports it, and
-the sampling fps the model must be told. Backends: ``decord`` (default), ``torchcodec``, ``ffmpeg``
-(a subprocess, no Python ABI involved).
+``sample_frames(path, policy, backend=...)`` returns a ``DecodedClip``: frames (T, H, W, 3) uint8,
+upright and resized inside the decoder, the player time of every frame as the decoder reports it
+(its presentation time minus the stream's first, checked against the plan's), and the sampling fps
+the model must be told. Backends: ``decord``, ``torchcodec``, ``ffmpeg`` (a subprocess, no Python
+ABI involved), and ``auto`` (the default): per video the fastest backend for its codec that reads
+it (``AUTO_ORDER_BY_CODEC``), the next one taking over when a backend refuses the codec, fails
+mid-stream or reports other times than the stream's; the clip records which one served.
 
 A broken file never hangs or crashes a run: the stream is probed first (zero-byte and non-video
 files fail there with a clear message), and decoding runs in a child process that is killed after
 ``timeout`` seconds (decord is known to hang on some files). Every failure is a ``DecodeError``
-that names the file.
+that names the file; one no backend reads names every backend's reason.
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from vtg_data.video.sampling import SamplingPlan, SamplingPolicy, plan_sampling
+from vtg_data.video.stream import StreamError, StreamFacts, read_stream
 
 BACKENDS = ("decord", "torchcodec", "ffmpeg")
+# ``auto`` tries these in turn, the fastest that reads the codec first (benchmarks/decoders.py,
+# RESULTS.md: decord leads on H.264 and HEVC by 9-22%, torchcodec on MPEG-4 part 2 by 27%; decord's
+# FFmpeg 4.1 refuses VP9 and AV1, where torchcodec and the ffmpeg subprocess are level)
+AUTO_ORDER = ("torchcodec", "decord", "ffmpeg")
+AUTO_ORDER_BY_CODEC = {
+    "h264": ("decord", "torchcodec", "ffmpeg"),
+    "hevc": ("decord", "torchcodec", "ffmpeg"),
+    "mpeg4": ("torchcodec", "decord", "ffmpeg"),
+    "vp9": ("torchcodec", "ffmpeg", "decord"),
+    "av1": ("torchcodec", "ffmpeg", "decord"),
+}
+DECODERS = (*BACKENDS, "auto")
+StreamInfo = StreamFacts  # the facts a plan is made from
 
 
 class DecodeError(RuntimeError):
@@ -37,15 +53,6 @@ class DecodeError(RuntimeError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    duration: float
-    fps: float
-    num_frames: int
-    width: int
-    height: int
 
 
 @dataclass
@@ -68,52 +75,45 @@ def stream_info(path: str | Path, timeout: float = 30.0) -> StreamInfo:
         raise DecodeError(path, "file not found")
     if path.stat().st_size == 0:
         raise DecodeError(path, "file is empty (0 bytes)")
-    command = [
-        "ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
-        "stream=width,height,avg_frame_rate,r_frame_rate,nb_frames,duration:format=duration",
-        "-of", "json", str(path),
-    ]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise DecodeError(path, f"ffprobe timed out after {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip().splitlines()
-        raise DecodeError(path, f"not a readable media file ({message[-1] if message else 'ffprobe failed'})")
-    info = json.loads(done.stdout or b"{}")
-    streams = info.get("streams") or []
-    if not streams:
-        raise DecodeError(path, "no video stream")
-    stream = streams[0]
-    fps = _rate(stream.get("avg_frame_rate")) or _rate(stream.get("r_frame_rate"))
-    duration = _float(info.get("format", {}).get("duration")) or _float(stream.get("duration"))
-    if not fps or not duration:
-        raise DecodeError(
-            path, f"stream has no usable frame rate or duration (fps={fps}, duration={duration})"
-        )
-    frames = int(stream["nb_frames"]) if str(stream.get("nb_frames", "")).isdigit() else round(duration * fps)
-    return StreamInfo(duration, fps, max(frames, 1), int(stream["width"]), int(stream["height"]))
+        return read_stream(path, timeout=timeout)
+    except StreamError as exc:
+        raise DecodeError(path, str(exc)) from exc
 
 
 def sample_frames(
     path: str | Path,
     policy: SamplingPolicy,
     *,
-    backend: str = "decord",
+    backend: str = "auto",
     timeout: float | None = 120.0,
     info: StreamInfo | None = None,
 ) -> DecodedClip:
     """Plan and decode one video's frames. ``timeout=None`` decodes in this process."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown decode backend {backend!r}; choose one of {BACKENDS}")
+    if backend not in DECODERS:
+        raise ValueError(f"unknown decode backend {backend!r}; choose one of {DECODERS}")
     path = Path(path)
     info = info or stream_info(path)
     plan = plan_sampling(
         policy, duration=info.duration, native_fps=info.fps, num_frames=info.num_frames,
-        width=info.width, height=info.height,
+        width=info.width, height=info.height, frame_times=info.frame_times, start=info.start,
+        rotation=info.rotation, variable_rate=info.variable_rate,
     )  # fmt: skip
-    decode = _DECODERS[backend]
-    if backend == "ffmpeg" or timeout is None:
+    reasons = []
+    order = AUTO_ORDER_BY_CODEC.get(info.codec, AUTO_ORDER) if backend == "auto" else (backend,)
+    for name in order:
+        try:
+            return _decode_with(name, path, plan, timeout)
+        except DecodeError as exc:
+            reasons.append(f"{name}: {exc.problem}")
+    if backend != "auto":
+        raise DecodeError(path, reasons[0].split(": ", 1)[1])
+    raise DecodeError(path, "no decoder reads it (" + "; ".join(reasons) + ")")
+
+
+def _decode_with(name: str, path: Path, plan: SamplingPlan, timeout: float | None) -> DecodedClip:
+    decode = _DECODERS[name]
+    if name == "ffmpeg" or timeout is None:
         frames, timestamps = decode(str(path), plan, timeout)
     else:
         frames, timestamps = _isolated(decode, str(path), plan, timeout)
@@ -123,7 +123,23 @@ def sample_frames(
             f"decoded {frames.shape[0]} frames of {frames.shape[1:]} but the plan asked for "
             f"{len(plan.indices)} of {(plan.height, plan.width, 3)} (truncated file?)",
         )
-    return DecodedClip(frames, np.asarray(timestamps, dtype=np.float64), plan.fps, plan, backend)
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    planned = np.asarray(plan.timestamps)
+    # the decoder's own times must be the stream's: a backend that counts index / fps on a
+    # variable-rate stream, or forgets the start offset, returns other frames than planned
+    tolerance = (
+        0.5 / plan.native_fps if not plan.variable_rate else 0.5 * _shortest_gap(planned, plan.native_fps)
+    )
+    worst = float(np.max(np.abs(timestamps - planned))) if len(planned) else 0.0
+    if worst > max(tolerance, 0.0015):
+        raise DecodeError(path, f"{name} returned frames {worst:.3f} s away from the stream's times")
+    return DecodedClip(frames, timestamps, plan.fps, plan, name)
+
+
+def _shortest_gap(times: np.ndarray, fps: float) -> float:
+    gaps = np.diff(times)
+    gaps = gaps[gaps > 0]
+    return float(gaps.min()) if len(gaps) else 1 / fps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,47 +149,53 @@ def sample_frames(
 def _decode_decord(path: str, plan: SamplingPlan, timeout: float | None):
     import decord
 
+    width, height = _request_size(plan, "decord")
     try:
-        reader = decord.VideoReader(path, width=plan.width, height=plan.height, num_threads=0)
+        reader = decord.VideoReader(path, width=width, height=height, num_threads=0)
         if max(plan.indices) >= len(reader):
             raise DecodeError(
                 path, f"frame {max(plan.indices)} requested but only {len(reader)} decodable (truncated?)"
             )
         frames = reader.get_batch(list(plan.indices)).asnumpy()
-        timestamps = reader.get_frame_timestamp(list(plan.indices))[:, 0]
+        # decord's clock may or may not start at the stream's first frame: count from that frame
+        stamps = reader.get_frame_timestamp([0, *plan.indices])[:, 0]
     except DecodeError:
         raise
     except Exception as exc:  # decord raises its own DECORDError types
         raise DecodeError(path, f"decord failed: {exc}") from exc
-    return frames, timestamps
+    return _upright(frames, plan, "decord"), stamps[1:] - stamps[0]
 
 
 def _decode_torchcodec(path: str, plan: SamplingPlan, timeout: float | None):
     from torchcodec.decoders import VideoDecoder
     from torchvision.transforms import v2
 
+    width, height = _request_size(plan, "torchcodec")
     try:
         decoder = VideoDecoder(
             path,
             dimension_order="NHWC",
-            seek_mode="approximate",
+            # approximate seeking maps an index to index / fps: right only at a constant rate
+            seek_mode="exact" if plan.variable_rate else "approximate",
             num_ffmpeg_threads=0,
-            transforms=[v2.Resize((plan.height, plan.width))],
+            transforms=[v2.Resize((height, width))],
         )
         batch = decoder.get_frames_at(list(plan.indices))
     except Exception as exc:
         raise DecodeError(path, f"torchcodec failed: {exc}") from exc
-    return batch.data.numpy(), batch.pts_seconds.numpy()
+    return _upright(batch.data.numpy(), plan, "torchcodec"), batch.pts_seconds.numpy() - plan.start
 
 
 _PTS = re.compile(rb"n:\s*\d+\s+pts:\s*-?\d+\s+pts_time:([-0-9.e]+)")
+_TURN = {90: "transpose=clock,", 180: "hflip,vflip,", 270: "transpose=cclock,"}
 
 
 def _decode_ffmpeg(path: str, plan: SamplingPlan, timeout: float | None):
     select = "+".join(f"eq(n\\,{i})" for i in plan.indices)
+    # the stream's own clock (-copyts) and the plan's turn (-noautorotate): the same on every build
     command = [
-        "ffmpeg", "-nostdin", "-v", "info", "-i", path, "-map", "0:v:0",
-        "-vf", f"select='{select}',scale={plan.width}:{plan.height}:flags=bicubic,showinfo",
+        "ffmpeg", "-nostdin", "-v", "info", "-noautorotate", "-copyts", "-i", path, "-map", "0:v:0",
+        "-vf", f"select='{select}',{_TURN.get(plan.rotation, '')}scale={plan.width}:{plan.height}:flags=bicubic,showinfo",
         "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:",
     ]  # fmt: skip
     try:
@@ -191,7 +213,62 @@ def _decode_ffmpeg(path: str, plan: SamplingPlan, timeout: float | None):
     timestamps = [float(m) for m in _PTS.findall(done.stderr)]
     if len(timestamps) != count:
         raise DecodeError(path, f"ffmpeg returned {count} frames but reported {len(timestamps)} timestamps")
-    return frames, np.asarray(timestamps)
+    return frames, np.asarray(timestamps) - plan.start
+
+
+# ---------------------------------------------------------------------------------------------
+# Upright frames: decord and torchcodec may or may not apply a display matrix, by version
+
+
+def _request_size(plan: SamplingPlan, backend: str) -> tuple[int, int]:
+    """(width, height) to ask a decoder for: the upright size if it turns frames itself, else the
+    stored size (a quarter turn swaps the sides), turned afterwards by ``_upright``."""
+    if plan.rotation in (90, 270) and not turns_upright(backend):
+        return plan.height, plan.width
+    return plan.width, plan.height
+
+
+def _upright(frames: np.ndarray, plan: SamplingPlan, backend: str) -> np.ndarray:
+    if not plan.rotation or turns_upright(backend):
+        return frames
+    turned = np.rot90(frames, k=-plan.rotation // 90, axes=(1, 2))  # clockwise, as a player turns it
+    return np.ascontiguousarray(turned)
+
+
+_TURNS: dict[str, bool] = {}
+
+
+def turns_upright(backend: str) -> bool:
+    """Whether ``backend`` applies a stream's display matrix itself (decord and torchcodec do in
+    some versions and not in others): measured once per process on a tiny file stored upside
+    down with a 180-degree matrix, whose left half is white when shown upright."""
+    if backend not in _TURNS:
+        with tempfile.TemporaryDirectory() as folder:
+            stored, shown = Path(folder) / "stored.mp4", Path(folder) / "turned.mp4"
+            source = "color=c=black:s=64x32:d=0.2:r=10,format=gray,geq=lum='if(gt(X\\,W/2)\\,235\\,16)'"
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", source, "-c:v", "libx264",
+                            "-pix_fmt", "yuv420p", str(stored)], check=True)  # fmt: skip
+            subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(stored), "-c", "copy",
+                            "-metadata:s:v:0", "rotate=180", str(shown)], check=True)  # fmt: skip
+            plan = SamplingPlan(indices=(0,), timestamps=(0.0,), fps=10.0, width=64, height=32, duration=0.2)
+            frames, _ = {"decord": _decode_decord_plain, "torchcodec": _decode_torchcodec_plain}[backend](
+                str(shown), plan
+            )
+        left, right = frames[0, :, :32].mean(), frames[0, :, 32:].mean()
+        _TURNS[backend] = bool(left > right)
+    return _TURNS[backend]
+
+
+def _decode_decord_plain(path: str, plan: SamplingPlan):
+    import decord
+
+    return decord.VideoReader(path).get_batch(list(plan.indices)).asnumpy(), None
+
+
+def _decode_torchcodec_plain(path: str, plan: SamplingPlan):
+    from torchcodec.decoders import VideoDecoder
+
+    return VideoDecoder(path, dimension_order="NHWC").get_frames_at(list(plan.indices)).data.numpy(), None
 
 
 _DECODERS: dict[str, Callable] = {
@@ -292,18 +369,3 @@ def _isolated(decode, path: str, plan: SamplingPlan, timeout: float):
     if worker is None or worker.pid != os.getpid():
         worker = _WORKERS.worker = _DecodeWorker()
     return worker.run(decode, path, plan, timeout)
-
-
-def _rate(text) -> float | None:
-    try:
-        value = float(Fraction(text)) if text else None
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value or None
-
-
-def _float(text) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None

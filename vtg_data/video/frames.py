@@ -2,7 +2,8 @@
 
 Queries on the same video share one decode (grounding corpora have 3-20 queries per video). The
 cache key is the video's identity (resolved path, size, modification time), the sampling policy
-and the backend, so a changed file or policy never returns stale frames.
+and the decoder asked for (``auto`` included), so a changed file or policy never returns stale
+frames; a cached clip keeps the backend that actually decoded it.
 """
 
 from __future__ import annotations
@@ -57,19 +58,21 @@ class FrameCache:
             fields = json.loads(str(data["plan"]))
             fields["indices"], fields["timestamps"] = tuple(fields["indices"]), tuple(fields["timestamps"])
             plan = SamplingPlan(**fields)
-            clip = DecodedClip(data["frames"], data["timestamps"], float(data["fps"]), plan, backend)
+            served = str(data["backend"]) if "backend" in data.files else backend
+            clip = DecodedClip(data["frames"], data["timestamps"], float(data["fps"]), plan, served)
         self.hits += 1
         with contextlib.suppress(OSError):  # evicted meanwhile by another process
             os.utime(file)  # recently used: evicted last
         return clip
 
-    def put(self, path: Path, policy: SamplingPolicy, clip: DecodedClip) -> None:
-        file = self._file(path, policy, clip.backend)
+    def put(self, path: Path, policy: SamplingPolicy, clip: DecodedClip, asked: str | None = None) -> None:
+        """Keep ``clip`` under the decoder that was asked for (``auto``, or the backend itself)."""
+        file = self._file(path, policy, asked or clip.backend)
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_name(f".{file.stem}.{os.getpid()}.tmp.npz")
         np.savez(
             tmp, frames=clip.frames, timestamps=clip.timestamps, fps=clip.fps,
-            plan=json.dumps(clip.plan.__dict__),
+            plan=json.dumps(clip.plan.__dict__), backend=clip.backend,
         )  # fmt: skip
         written = tmp.stat().st_size
         tmp.replace(file)
@@ -110,7 +113,7 @@ def load_clips(
     paths: Iterable[str | Path],
     policy: SamplingPolicy,
     *,
-    backend: str = "decord",
+    backend: str = "auto",
     cache: FrameCache | None = None,
     timeout: float | None = 120.0,
 ) -> Iterator[tuple[Path, DecodedClip | DecodeError]]:
@@ -130,7 +133,7 @@ def load_clips(
             if clip is None:
                 clip = sample_frames(path, policy, backend=backend, timeout=timeout)
                 if cache:
-                    cache.put(path, policy, clip)
+                    cache.put(path, policy, clip, asked=backend)
         except DecodeError as exc:
             yield path, exc
             continue

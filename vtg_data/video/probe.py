@@ -1,4 +1,5 @@
-"""ffprobe a media file into the facts ``videos.parquet`` records.
+"""ffprobe a media file into the facts ``videos.parquet`` records: status, the player's length,
+rate and upright size, codec, container, rotation, start offset, whether the rate varies.
 
 A probe never raises for a bad file: it returns status ``corrupt`` with ffprobe's own words, so one
 broken video is counted and reported instead of stopping a whole corpus.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
+
+from vtg_data.video.stream import StreamError, read_stream
 
 
 @dataclass(frozen=True)
@@ -18,53 +20,44 @@ class ProbeResult:
     status: str
     duration: float | None = None
     fps: float | None = None
-    width: int | None = None
+    width: int | None = None  # displayed (after the rotation)
     height: int | None = None
     bytes: int | None = None
     error: str | None = None
+    codec: str | None = None
+    container: str | None = None
+    rotation: int | None = None  # clockwise degrees a player turns the stored picture
+    start_offset: float | None = None  # the first frame's presentation time (0 for most files)
+    variable_rate: bool | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _rate(text: str | None) -> float | None:
-    try:
-        value = float(Fraction(text)) if text else None
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value or None
-
-
 def probe_video(path: Path, timeout: float = 30.0) -> ProbeResult:
-    import ffmpeg
-
     if not path.is_file():
         return ProbeResult("missing")
     size = path.stat().st_size
     try:
-        info = ffmpeg.probe(str(path), timeout=timeout)
-    except ffmpeg.Error as exc:
-        message = exc.stderr.decode(errors="replace").strip().splitlines()
-        return ProbeResult("corrupt", bytes=size, error=(message[-1] if message else "ffprobe failed")[:500])
-    except Exception as exc:  # timeout or ffprobe missing: recorded, not fatal
+        facts = read_stream(path, timeout=timeout)
+    except StreamError as exc:
+        return ProbeResult("corrupt", bytes=size, error=str(exc)[:500])
+    except Exception as exc:  # ffprobe missing or killed: recorded, not fatal
         return ProbeResult("corrupt", bytes=size, error=f"{type(exc).__name__}: {exc}"[:500])
-    video = next((s for s in info.get("streams", []) if s.get("codec_type") == "video"), None)
-    if video is None:
-        return ProbeResult("corrupt", bytes=size, error="no video stream")
-    duration = info.get("format", {}).get("duration") or video.get("duration")
-    try:
-        seconds = float(duration)
-    except (TypeError, ValueError):
-        return ProbeResult("corrupt", bytes=size, error="no duration")
-    if not seconds > 0:
-        return ProbeResult("corrupt", bytes=size, error=f"duration {seconds}")
+    if not facts.duration > 0:
+        return ProbeResult("corrupt", bytes=size, error=f"duration {facts.duration}")
     return ProbeResult(
         "ok",
-        duration=seconds,
-        fps=_rate(video.get("avg_frame_rate")) or _rate(video.get("r_frame_rate")),
-        width=video.get("width"),
-        height=video.get("height"),
+        duration=facts.duration,
+        fps=facts.fps,
+        width=facts.width,
+        height=facts.height,
         bytes=size,
+        codec=facts.codec,
+        container=facts.container,
+        rotation=facts.rotation,
+        start_offset=facts.start,
+        variable_rate=facts.variable_rate,
     )
 
 

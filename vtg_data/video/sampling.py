@@ -1,12 +1,13 @@
 """Which frames a model sees, and at what size: a policy turned into an exact plan.
 
-The plan is computed from the stream's facts (duration, native fps, frame count, size) before any
-decoding, so every backend decodes the same frames. Frame ``i`` is the one showing at
-``i * duration / n`` (the start of the i-th of ``n`` equal slices, so the first frame is at 0 s);
-the model must be told ``plan.fps = n / duration``, the rate the frames were actually taken at. A
-model that counts time as ``frame index / fps`` (Qwen2.5-VL's temporal positions) then sees each
-frame at its true time, within one native frame; a wrong fps silently rescales every timestamp
-the model answers with.
+The plan is computed from the stream's facts (player length, frame count, every frame's player
+time, displayed size) before any decoding, so every backend decodes the same frames. Frame ``i``
+is the one showing at ``i * duration / n`` (the start of the i-th of ``n`` equal slices, so the
+first frame is at 0 s), found among the frames' real times, so a variable frame rate is planned
+on time, not on index / fps; the model must be told ``plan.fps = n / duration``, the rate the
+frames were actually taken at. A model that counts time as ``frame index / fps`` (Qwen2.5-VL's
+temporal positions) then sees each frame at its true time, within one native frame; a wrong fps
+silently rescales every timestamp the model answers with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 
@@ -57,6 +60,9 @@ class SamplingPlan:
     duration: float
     native_fps: float = 0.0
     native_frames: int = 0
+    start: float = 0.0  # the first frame's time in the file's clock; plan times are player times
+    rotation: int = 0  # clockwise turn that makes the decoded picture upright (width/height are upright)
+    variable_rate: bool = False
 
 
 def frame_count(policy: SamplingPolicy, duration: float, num_frames: int) -> int:
@@ -87,31 +93,54 @@ def fit_resolution(height: int, width: int, policy: SamplingPolicy, n_frames: in
 
 
 def plan_sampling(
-    policy: SamplingPolicy, *, duration: float, native_fps: float, num_frames: int, width: int, height: int
+    policy: SamplingPolicy,
+    *,
+    duration: float,
+    native_fps: float,
+    num_frames: int,
+    width: int,
+    height: int,
+    frame_times: Sequence[float] | None = None,
+    start: float = 0.0,
+    rotation: int = 0,
+    variable_rate: bool = False,
 ) -> SamplingPlan:
+    """The frames to take. With ``frame_times`` (every frame's player time, from the stream) the
+    frame showing at each target time is looked up; without, the rate is taken as constant."""
     if not (duration > 0 and native_fps > 0 and num_frames > 0 and width > 0 and height > 0):
         raise ValueError(
             f"cannot plan sampling for duration={duration}, fps={native_fps}, frames={num_frames}, size={width}x{height}"
         )
     n = frame_count(policy, duration, num_frames)
-    # Positions and the reported rate use the frames' own time span (frame count / fps): that is
-    # how a processor converts indices back to seconds, so both sides agree exactly.
-    span = num_frames / native_fps
-    step = span / n
+    if frame_times is not None and len(frame_times) == num_frames:
+        span = duration  # the player's length: the last frame's time plus one frame
+        times = list(frame_times)
+    else:
+        # Positions and the reported rate use the frames' own time span (frame count / fps): that is
+        # how a processor converts indices back to seconds, so both sides agree exactly.
+        span = num_frames / native_fps
+        times = None
     indices = []
     for i in range(n):
-        index = min(num_frames - 1, math.floor(i * step * native_fps + 1e-9))
+        target = i * span / n
+        if times is not None:
+            index = max(0, bisect_right(times, target + 1e-6) - 1)  # the frame on screen at the target
+        else:
+            index = min(num_frames - 1, math.floor(target * native_fps + 1e-9))
         if indices and index <= indices[-1]:  # very short videos: never repeat a frame
             index = min(num_frames - 1, indices[-1] + 1)
         indices.append(index)
     h, w = fit_resolution(height, width, policy, n)
     return SamplingPlan(
         indices=tuple(indices),
-        timestamps=tuple(i / native_fps for i in indices),
+        timestamps=tuple(times[i] if times is not None else i / native_fps for i in indices),
         fps=n / span,
         width=w,
         height=h,
-        duration=duration,
+        duration=span if times is not None else duration,
         native_fps=native_fps,
         native_frames=num_frames,
+        start=start,
+        rotation=rotation,
+        variable_rate=variable_rate,
     )
