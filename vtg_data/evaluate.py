@@ -36,6 +36,7 @@ from vtg_data.grounding.metrics import (
     qvhighlights_moment_retrieval,
 )
 from vtg_data.grounding.parse import MODES, parse_answer
+from vtg_data.grounding.protocols import PROTOCOLS, ProtocolError, get_protocol, score_answer
 from vtg_data.stats import query_tables
 
 FORMATS = ("auto", "vtg", "qvhighlights")
@@ -56,8 +57,11 @@ class EvalConfig:
     bootstrap: int = 1000
     seed: int = 0
     allow_missing: bool = False
+    protocol: str = "vtg-data"  # vtg-data | tvg_r1 | time_r1 | timelens: a paper's whole scoring convention
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}")
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
         if self.parse_mode not in MODES:
@@ -115,8 +119,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         "format": fmt,
         "predictions": {"file": str(cfg.predictions), "sha256": sha256_file(cfg.predictions)},
         "gt": str(cfg.gt),
-        "parse_mode": cfg.parse_mode,
-        "hit_rule": cfg.hit_rule if fmt == "vtg" else ">=",
+        "protocol": protocol_card(cfg.protocol, cfg.parse_mode, cfg.hit_rule),
+        "parse_mode": cfg.parse_mode if cfg.protocol == "vtg-data" else cfg.protocol,
+        "hit_rule": (cfg.hit_rule if cfg.protocol == "vtg-data" else cfg.protocol) if fmt == "vtg" else ">=",
         "thresholds": list(cfg.thresholds),
         "bootstrap": {"resamples": cfg.bootstrap, "seed": cfg.seed},
     }
@@ -134,6 +139,36 @@ def load_ground_truth(path: Path) -> pl.DataFrame:
         [pl.read_parquet(p, columns=["uid", "source", "duration", "windows", "has_gt"]) for p in tables]
     )
     return frame.filter(pl.col("has_gt"))
+
+
+def protocol_card(name: str, parse_mode: str, hit_rule: str) -> dict:
+    """What the eval card says of the scoring convention: the protocol, where it comes from, and
+    for the project's own the parser and hit rule in force."""
+    card = get_protocol(name).card()
+    if name == "vtg-data":
+        card |= {"parse_mode": parse_mode, "hit_rule": hit_rule}
+    return card
+
+
+def score_text(protocol: str, text: str, row: dict, uid: str, parse_mode: str = "tolerant") -> SampleScore:
+    """One answer scored as ``protocol`` scores it (the project's own: ``parse_mode`` and best match)."""
+    if protocol == "vtg-data":
+        parsed = parse_answer(text, row["duration"] if parse_mode == "tolerant" else None, parse_mode)
+        value, overlap = best_match(parsed.windows[0], row["windows"]) if parsed.windows else (0.0, 0.0)
+        return SampleScore(uid, row["source"], value, overlap, parsed.status)
+    try:
+        value, reading = score_answer(get_protocol(protocol), text, row)
+    except ProtocolError as exc:
+        raise EvalInputError(f"{uid}: {exc}; the paper's evaluator stops here too") from exc
+    overlap = (
+        best_match(reading.window, row["windows"])[1] if reading.window and len(reading.window) >= 2 else 0.0
+    )
+    return SampleScore(uid, row["source"], value, overlap, reading.status)
+
+
+def hit_rule_of(protocol: str, hit_rule: str):
+    """The hit test of a protocol: the project's ``>=`` / ``>`` or the paper's own."""
+    return hit_rule if protocol == "vtg-data" else get_protocol(protocol).hit
 
 
 def _evaluate_vtg(records: list[dict], cfg: EvalConfig, card: dict) -> EvalResult:
@@ -161,15 +196,16 @@ def _evaluate_vtg(records: list[dict], cfg: EvalConfig, card: dict) -> EvalResul
         record = predictions.get(uid)
         if record is None:
             continue
+        if "text" in record:
+            scores.append(score_text(cfg.protocol, record["text"], row, uid, cfg.parse_mode))
+            continue
         windows, status = _prediction_windows(record, row["duration"], cfg, uid)
-        if windows:
-            value, overlap = best_match(windows[0], row["windows"])
-        else:
-            value, overlap = 0.0, 0.0
+        value, overlap = best_match(windows[0], row["windows"]) if windows else (0.0, 0.0)
         scores.append(SampleScore(uid, row["source"], value, overlap, status))
     if not scores:
         raise EvalInputError("no prediction matches a ground-truth uid")
-    report = grounding_report(scores, cfg.thresholds, cfg.hit_rule, cfg.bootstrap, cfg.seed)
+    rule = hit_rule_of(cfg.protocol, cfg.hit_rule)
+    report = grounding_report(scores, cfg.thresholds, rule, cfg.bootstrap, cfg.seed)
     counts = {"gt": len(by_uid), "predictions": len(predictions), "scored": len(scores), "missing": len(missing),
               "extra": len(extra), "parse_failures": sum(report["parse_failures"].values())}  # fmt: skip
     metrics = {k: round(v, 2) for k, v in report["overall"].items() if k not in ("n", "parse_failures")}

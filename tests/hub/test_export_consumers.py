@@ -359,3 +359,40 @@ def test_an_export_streams_across_tables_and_batches_and_writes_nothing_when_emp
     with pytest.raises(ValueError, match="nothing to export"):
         export(empty, "lmms-eval", tmp_path / f"none{suffix}", synthetic_root / "videos")
     assert not list(tmp_path.glob("none*")) and not list(tmp_path.glob(".none*"))
+
+
+def test_tvg_r1_exports_grounded_questions_as_its_multiple_choice_items(tmp_path, synthetic_root):
+    """Grounded QA rows go out as TVG-R1's multiple-choice items (letter answer, "(A) ..." choices)
+    in a file of their own, trained with its ``tvg`` score; grounding rows stay grounding rows."""
+    import pyarrow.parquet as pq
+
+    from vtg_data.grounding.paper_rewards import tvg_mc_reward
+
+    base = pl.read_parquet(synthetic_root / "normalized/synthetic/test.parquet").head(3)
+    options = ["a dog runs", "a cat sleeps", "a bird sings", "a fish swims"]
+    extras = [
+        json.dumps({"options": options, "ans": "C"}),
+        json.dumps({"options": options, "answer": "a cat sleeps"}),
+        "{}",
+    ]
+    tasks = ["grounded_qa", "grounded_qa", "moment_retrieval"]
+    table = base.with_columns(pl.Series("extra", extras), pl.Series("task", tasks))
+    (tmp_path / "mixed").mkdir()
+    pq.write_table(table.to_arrow(), tmp_path / "mixed" / "test.parquet")
+    out = tmp_path / "mixed.json"
+    result = export(tmp_path / "mixed", "tvg-r1", out, synthetic_root / "videos")
+    grounding = tvg_r1_load(tmp_path / "mixed.tvg-r1.yaml")
+    choices = tvg_r1_load(tmp_path / "mixed.choice.tvg-r1.yaml")
+    assert [item["uid"] for item in grounding] == [table["uid"][2]] and result.rows == 3
+    assert [item["ground_truth"] for item in choices] == ["C", "B"]
+    item = choices[0]
+    assert item["choices"] == ["(A) a dog runs", "(B) a cat sleeps", "(C) a bird sings", "(D) a fish swims"]
+    problem = item["problem"] + " ".join(item["choices"])  # TVG-R1's loader
+    assert problem.startswith(table["query"][0] + " (A) a dog runs")
+    window = item["gt_frame"]
+    perfect = f"<think>x</think> <time>[{fmt(window[0])}, {fmt(window[1])}]</time> \\boxed{{C}}"
+    assert tvg_mc_reward(perfect, window, item["video_length"], item["ground_truth"])[
+        "total"
+    ] == pytest.approx(1.0)
+    launch = result.manifest["multiple_choice"]["launch"]
+    assert "compute_score=tvg " in launch and "\\boxed" in launch and "tvgonly" in result.manifest["launch"]

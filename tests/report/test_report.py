@@ -166,6 +166,7 @@ def test_the_page_is_valid_self_contained_html_with_every_section(page, runs):
     assert "mean IoU over rollouts, scored vs selected" in text and "R1@0.5" in text
     assert "partially annotated samples flagged" in text  # what the RL run's policies found
     assert "train sft" in text and "best sample" in text and "worst sample" in text
+    assert "protocol vtg-data" in text  # the eval card says how its numbers were scored
     assert (
         checker.images >= 1 + 2 + 1 + 3 * 4
     )  # funnel, 2 histograms, curves, 3 strips for 4 runs with samples

@@ -24,7 +24,8 @@ MODEL_EVAL = Group(
     },
 )
 SCORE_FILE = Group(EvalConfig, skip={"predictions": "--predictions", "gt": "--gt", "parse_mode": "shared",
-                                     "hit_rule": "shared", "thresholds": "shared", "bootstrap": "shared"},
+                                     "hit_rule": "shared", "thresholds": "shared", "bootstrap": "shared",
+                                     "protocol": "shared"},
                    spell={"format": "--format"})  # fmt: skip
 
 
@@ -54,8 +55,10 @@ def register(app: typer.Typer) -> None:
         if result.metrics:
             print(markdown_table(result))
         counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        protocol = result.card.get("protocol", {})
         console.print(
-            f"[dim]{counts}; parser {result.card['parse_mode']}, hit rule {result.card['hit_rule']}[/dim]"
+            f"[dim]{counts}; protocol {protocol.get('name', 'vtg-data')} ({protocol.get('origin', '')}); "
+            f"parser {result.card['parse_mode']}, hit rule {result.card['hit_rule']}[/dim]"
         )
         if out_file is not None:
             if values["model"] is None:
@@ -80,7 +83,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _shared(model_flags):
-    return [f for f in model_flags if f.name in ("parse_mode", "hit_rule", "thresholds", "bootstrap")]
+    return [
+        f for f in model_flags if f.name in ("parse_mode", "hit_rule", "thresholds", "bootstrap", "protocol")
+    ]
 
 
 def _run_model(values: dict, given: set[str], model_flags):

@@ -60,6 +60,8 @@ HELP: dict[str, str] = {
     "thresholds": "IoU thresholds of R1@t.",
     "bootstrap": "Resamples for the 95% intervals (0: none).",
     "hit_rule": "'>=' or '>' (IoU against a threshold).",
+    "protocol": "vtg-data (default) | tvg_r1 | time_r1 | timelens: a paper's whole scoring convention "
+    "(how answers are read, clamping, IoU arithmetic, hit rule), to put a number next to its table.",
     "parse_mode": "tolerant | strict (default: the prompt's own).",
     "weight_decay": "AdamW weight decay.",
     "grad_clip": "Clip the gradient norm to this.",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +52,14 @@ def best_match(pred: Sequence[float], gts: Iterable[Sequence[float]]) -> tuple[f
     return max(best_iou, 0.0), best_iop
 
 
-def is_hit(value: float, threshold: float, rule: str = ">=") -> bool:
+HitRule = str | Callable[[float, float], bool]
+
+
+def is_hit(value: float, threshold: float, rule: HitRule = ">=") -> bool:
+    """A hit at ``threshold``: ``>=`` or ``>`` in exact arithmetic (float noise forgiven), or a
+    protocol's own test (a callable: a paper's arithmetic, ``grounding.protocols``)."""
+    if callable(rule):
+        return rule(value, threshold)
     if rule == ">=":
         return value >= threshold - 1e-12
     if rule == ">":
@@ -70,7 +77,7 @@ class SampleScore:
 
 
 def summarize(
-    scores: Sequence[SampleScore], thresholds: Sequence[float] = THRESHOLDS, rule: str = ">="
+    scores: Sequence[SampleScore], thresholds: Sequence[float] = THRESHOLDS, rule: HitRule = ">="
 ) -> dict[str, float]:
     n = len(scores)
     if n == 0:
@@ -92,7 +99,7 @@ def bootstrap_ci(
     scores: Sequence[SampleScore],
     keys: Sequence[str],
     thresholds: Sequence[float] = THRESHOLDS,
-    rule: str = ">=",
+    rule: HitRule = ">=",
     resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, tuple[float, float]]:
@@ -133,7 +140,7 @@ def paired_gain(
 def grounding_report(
     scores: Sequence[SampleScore],
     thresholds: Sequence[float] = THRESHOLDS,
-    rule: str = ">=",
+    rule: HitRule = ">=",
     resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
@@ -144,7 +151,7 @@ def grounding_report(
     for score in scores:
         by_source[score.source].append(score)
     return {
-        "hit_rule": rule,
+        "hit_rule": rule if isinstance(rule, str) else getattr(rule, "__name__", "protocol"),
         "overall": overall,
         "ci95": {
             k: list(v) for k, v in bootstrap_ci(scores, keys, thresholds, rule, resamples, seed).items()

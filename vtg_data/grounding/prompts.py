@@ -112,6 +112,17 @@ PROMPTS: dict[str, PromptTemplate] = {
             "{query} Think briefly, then answer as <time>[start, end]</time> in seconds.",
             "think_time",
         ),
+        # TVG-R1's multiple-choice items (its ``tvg`` score): reasoning, the moment, then the letter boxed
+        PromptTemplate(
+            "tvg_r1_choice",
+            1,
+            "Answer the multiple-choice question about the video. First think inside <think> </think> tags, then "
+            "give the moment that supports the answer as <time>[start time, end time]</time> in seconds, then "
+            "the letter of the correct option as \\boxed{X}, for example <think>...</think> "
+            "<time>[5.2, 10.4]</time> \\boxed{B}.",
+            "{query}",
+            "think_time",
+        ),
         PromptTemplate(
             "think_answer",
             1,

@@ -9,9 +9,12 @@ normalized row).
 - ``timestamp_iou_reward``: IoU x (1 - |ds| / d) x (1 - |de| / d) (Time-R1's ``iou_v2``), so a
   near miss earns more than a far one.
 
-Presets (``PRESETS``): ``tvg_r1`` = 0.1 format(lenient) + 0.9 IoU(strict parse), as released;
-``time_r1`` = timestamp-aware IoU + format (think/answer); ``iou_only``. A result keeps each
-component and the parse status, so a trainer can log them and count parse failures.
+Presets (``PRESETS``): ``tvg_r1`` = TVG-R1's ``tvgonly`` and ``time_r1`` = Time-R1's ``iou_v2`` +
+``format``, each reproduced exactly with its quirks (``paper_rewards``; test vectors made with the
+papers' own code), and ``tvg_r1_corrected`` / ``time_r1_corrected`` without the quirks a user would
+not want; ``iou_only``; ``tvg_r1_nothink``. A result keeps each component and the parse status, so
+a trainer can log them and count parse failures. The papers' rewards score one window (TVG-R1's
+``gt_frame``, Time-R1's ``solution``); a row with several ground-truth windows gets the best of them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from vtg_data.grounding import paper_rewards
 from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.parse import ParseResult, parse_answer
 
@@ -86,6 +90,8 @@ class RewardPreset:
     parse_mode: str = "tolerant"
     answer_style: str = "think_time"
     format_mode: str = "strict"
+    paper: str | None = None  # a paper's own reward (paper_rewards), which then decides everything
+    corrected: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,20 @@ class RewardResult:
 
 
 PRESETS: dict[str, RewardPreset] = {
-    "tvg_r1": RewardPreset("tvg_r1", {"format": 0.1, "iou": 0.9}, parse_mode="strict", format_mode="lenient"),
-    "time_r1": RewardPreset("time_r1", {"format": 1.0, "timestamp_iou": 1.0}, answer_style="think_answer"),
+    "tvg_r1": RewardPreset("tvg_r1", {"format": 0.1, "iou": 0.9}, parse_mode="strict", paper="tvgonly"),
+    "tvg_r1_corrected": RewardPreset(
+        "tvg_r1_corrected", {"format": 0.1, "iou": 0.9}, parse_mode="strict", paper="tvgonly", corrected=True
+    ),
+    "time_r1": RewardPreset(
+        "time_r1", {"format": 1.0, "timestamp_iou": 1.0}, answer_style="think_answer", paper="time_r1"
+    ),
+    "time_r1_corrected": RewardPreset(
+        "time_r1_corrected",
+        {"format": 1.0, "timestamp_iou": 1.0},
+        answer_style="think_answer",
+        paper="time_r1",
+        corrected=True,
+    ),
     "iou_only": RewardPreset("iou_only", {"iou": 1.0}),
     # TVG-R1's weights for answers without a reasoning block: strict <time>[s, e]</time> and nothing else
     "tvg_r1_nothink": RewardPreset("tvg_r1_nothink", {"format": 0.1, "iou": 0.9}, answer_style="time"),
@@ -109,6 +127,14 @@ def compute_reward(text: str, sample: Mapping, preset: str | RewardPreset = "tvg
     spec = PRESETS[preset] if isinstance(preset, str) else preset
     windows, duration = _gt(sample)
     parsed = parse_answer(text, duration if spec.parse_mode == "tolerant" else None, spec.parse_mode)
+    if spec.paper is not None:
+        rule = {"tvgonly": paper_rewards.tvgonly_reward, "time_r1": paper_rewards.time_r1_reward}[spec.paper]
+        answer = text if isinstance(text, str) else ""
+        # the papers reward against one window; with several, the best of them
+        values = max((rule(answer, window, duration, corrected=spec.corrected) for window in windows),
+                     key=lambda v: v["total"])  # fmt: skip
+        total = values.pop("total")
+        return RewardResult(total, values, parsed.status, parsed.reason)
     components: dict[str, float] = {}
     for name in spec.weights:
         if name == "format":

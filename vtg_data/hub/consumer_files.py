@@ -87,14 +87,16 @@ def _flatten(tree: dict, prefix: str = "") -> list[tuple[str, object]]:
     return items
 
 
-def tvg_r1_files(out: Path, template: PromptTemplate, video_root: Path) -> ConsumerFiles:
+def tvg_r1_files(
+    out: Path, template: PromptTemplate, video_root: Path, score: str = "tvgonly"
+) -> ConsumerFiles:
     stem, folder = _stem(out), out.parent.resolve()
     config = {"datasets": [{"json_path": str(out.resolve()), "data_folder": str(Path(video_root).resolve())}]}
     data_yaml = _write(folder / f"{stem}.tvg-r1.yaml", yaml.safe_dump(config, sort_keys=False))
     system = template.system.replace('"', '\\"')
     launch = (
         f"python3 -m verl.trainer.main config=examples/config.yaml data.train_files={data_yaml} "
-        f'worker.reward.compute_score=tvgonly data.system_prompt="{system}"'
+        f'worker.reward.compute_score={score} data.system_prompt="{system}"'
     )
     return ConsumerFiles([data_yaml], launch)
 

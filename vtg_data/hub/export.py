@@ -11,7 +11,10 @@ assistant turn whose reasoning it ends. ``NAME.manifest.json`` says which column
   string), ``videos``.
 - ``tvg-r1``: TVG-R1's RL records (``dataset``, ``problem``, ``choices``, ``video``, ``video_length``,
   ``gt_frame``, ``ground_truth``); a JSON list, or JSON lines when ``--out`` ends in ``.jsonl``
-  (TVG-R1's loader reads each by its suffix).
+  (TVG-R1's loader reads each by its suffix). Grounded questions with options (ReXTime, NExT-GQA,
+  TVG-R1's own) become its multiple-choice items in ``NAME.choice.json``: ``choices`` "(A) ...",
+  ``ground_truth`` the letter, trained by its ``tvg`` score (boxed letter, format, IoU) in a run of
+  their own; the grounding rows keep ``tvgonly``.
 - ``trl``: conversational ``prompt`` (system + user with a video part), ``solution`` (windows),
   ``duration``; SFT sets add ``completion``.
 - ``llamafactory``: ShareGPT ``messages`` (OpenAI role/content tags) with one ``<video>`` and ``videos``.
@@ -27,6 +30,7 @@ batch at a time, so an export's memory does not grow with the set (``benchmarks/
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,22 +110,57 @@ def export_rows(
         yield _record(row, fmt, video_root, template)
 
 
-def _table_rows(tables: list[Path], counts: dict[str, int]) -> Iterator[dict]:
-    """The exportable rows (ground truth present, no failure) of every table, one record batch at a
-    time, in file then row order; ``counts`` is updated as they pass."""
+def _table_rows(tables: list[Path], counts: dict[str, int], keep=None) -> Iterator[dict]:
+    """The exportable rows (ground truth present, no failure, and ``keep(row)`` if given) of every
+    table, one record batch at a time, in file then row order; ``counts`` is updated as they pass."""
     for table in tables:
         for batch in pq.ParquetFile(table).iter_batches(batch_size=BATCH_ROWS):
             for row in batch.to_pylist():
                 counts["rows_read"] += 1
                 if not (row.get("has_gt", True) and row.get("status") in (None, "ok")):
                     continue
+                if keep is not None and not keep(row):
+                    continue
                 counts["multi_window"] += len(row.get("windows") or []) > 1
                 yield row
 
 
-def _write_records(out: Path, records: Iterator[dict], source: Path) -> int:
+def multiple_choice(row: dict) -> tuple[list[str], str] | None:
+    """A grounded question's options and the letter of the right one, from ``extra`` (ReXTime's
+    ``ans``, TVG-R1's letter ``answer``, NExT-GQA's answer text among its options), or None."""
+    if row.get("task") != "grounded_qa":
+        return None
+    extra = json.loads(row.get("extra") or "{}")
+    options = extra.get("options") or []
+    if isinstance(options, str) or not options:
+        return None
+    letters = [chr(ord("A") + i) for i in range(len(options))]
+    answer = extra.get("ans") or extra.get("answer")
+    if isinstance(answer, str) and answer.strip().strip("()").upper() in letters:
+        return list(options), answer.strip().strip("()").upper()
+    if answer in options:
+        return list(options), letters[options.index(answer)]
+    return None
+
+
+def _choice_record(row: dict, video_root: Path) -> dict:
+    """TVG-R1's multiple-choice item (its ``tvg`` score: the boxed letter, the format, the IoU)."""
+    options, letter = multiple_choice(row)
+    labelled = [re.sub(r"^\(?[A-Z][).:]\s*", "", str(o)) for o in options]  # TVG-R1's own items say "(A) ..."
+    choices = [f"({chr(ord('A') + i)}) {text}" for i, text in enumerate(labelled)]
+    video = str(video_file(video_root, row["source"], row["video_path"]).resolve())
+    return {"dataset": row["source"], "problem": row["query"] + " ", "choices": choices, "video": video,
+            "video_length": row["duration"], "gt_frame": human_windows(row)[0], "ground_truth": letter,
+            "uid": row["uid"]}  # fmt: skip
+
+
+def _is_choice(row: dict) -> bool:
+    return multiple_choice(row) is not None
+
+
+def _write_records(out: Path, records: Iterator[dict], source: Path, allow_empty: bool = False) -> int:
     """JSON lines, or one JSON list when ``out`` ends in ``.json``; written whole or not at all (an
-    export with no record writes nothing and names ``source``)."""
+    export with no record writes nothing and names ``source``, unless ``allow_empty``)."""
     as_list = out.suffix == ".json"
     written = 0
     with atomic_path(out) as tmp, open(tmp, "w") as handle:
@@ -131,7 +170,7 @@ def _write_records(out: Path, records: Iterator[dict], source: Path) -> int:
             handle.write((separator if written else "") + json.dumps(record) + ("" if as_list else "\n"))
             written += 1
         handle.write(closing)
-        if not written:
+        if not written and not allow_empty:
             raise ValueError(f"{source}: nothing to export")
     return written
 
@@ -191,11 +230,36 @@ def export(
     template = get_prompt(prompt)
     out = Path(out)
     counts = {"rows_read": 0, "multi_window": 0}
-    exported = _write_records(out, export_rows(_table_rows(tables, counts), fmt, video_root, prompt), source)
+    grounding = (lambda row: multiple_choice(row) is None) if fmt == "tvg-r1" else None
+    choice_rows = (
+        sum(1 for _ in _table_rows(tables, {"rows_read": 0, "multi_window": 0}, _is_choice))
+        if grounding
+        else 0
+    )
+    records = export_rows(_table_rows(tables, counts, grounding), fmt, video_root, prompt)
+    exported = _write_records(out, records, source, allow_empty=bool(choice_rows))
 
     sidecar = _sidecar(fmt, out, template, video_root, reward)
     several = counts["multi_window"]
     warnings = list(sidecar.warnings)
+    extra_manifest: dict[str, Any] = {}
+    if (
+        choice_rows
+    ):  # TVG-R1 trains multiple-choice items with its ``tvg`` score: a file and a run of their own
+        choice_out = out.with_name(
+            f"{out.name[: -len(out.suffix)] if out.suffix else out.name}.choice{out.suffix}"
+        )
+        counted = {"rows_read": 0, "multi_window": 0}
+        written = _write_records(choice_out, (_choice_record(r, video_root) for r in _table_rows(tables, counted, _is_choice)),
+                                 source)  # fmt: skip
+        choice_files = consumer_files.tvg_r1_files(
+            choice_out, get_prompt("tvg_r1_choice"), video_root, score="tvg"
+        )
+        sidecar.files += [choice_out, *choice_files.files]
+        extra_manifest = {"multiple_choice": {"file": str(choice_out), "items": written,
+                                              "launch": choice_files.launch,
+                                              "reward": "TVG-R1's tvg: 0.7 boxed letter + 0.1 format + 0.2 IoU"}}  # fmt: skip
+        exported += written
     if several and fmt == "tvg-r1":
         warnings.append(
             f"{several} rows have several ground-truth windows; TVG-R1's gt_frame holds the first only"
@@ -214,6 +278,7 @@ def export(
         "consumer_files": [str(p) for p in sidecar.files],
         "launch": sidecar.launch,
         "warnings": warnings,
+        **extra_manifest,
     }  # fmt: skip
     manifest_file = write_json(manifest_path(out), manifest, sort_keys=False)
     return ExportResult(out, exported, [out, manifest_file, *sidecar.files], manifest, warnings)

@@ -149,9 +149,12 @@ def _metrics(run: Run) -> dict[str, Any]:
             {"source": source, "n": values.get("n", ""), "cells": [cell(values, n) for n in METRIC_NAMES]}
         )
     model = card.get("model", {})
+    protocol = card.get("protocol") or {"name": "vtg-data"}
+    origin = f" ({protocol['origin']})" if protocol.get("origin") and protocol["name"] != "vtg-data" else ""
     return {"path": str(run.path), "names": METRIC_NAMES, "rows": rows,
-            "card": f"model {model.get('model', '?')}; prompt {card.get('prompt', {}).get('name', '?')}; parser "
-                    f"{card.get('parse_mode', '?')}; hit rule {card.get('hit_rule', '?')}; percent, 95% bootstrap intervals"}  # fmt: skip
+            "card": f"model {model.get('model', '?')}; prompt {card.get('prompt', {}).get('name', '?')}; protocol "
+                    f"{protocol['name']}{origin}; parser {card.get('parse_mode', '?')}; hit rule "
+                    f"{card.get('hit_rule', '?')}; percent, 95% bootstrap intervals"}  # fmt: skip
 
 
 def _curves(run: Run) -> dict[str, Any] | None:

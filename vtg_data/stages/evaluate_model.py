@@ -23,11 +23,19 @@ from typing import Any
 
 from vtg_data import __version__
 from vtg_data.corpora.base import sha256_file
-from vtg_data.evaluate import EvalResult, markdown_table, write_metrics
+from vtg_data.evaluate import (
+    EvalResult,
+    hit_rule_of,
+    markdown_table,
+    protocol_card,
+    score_text,
+    write_metrics,
+)
 from vtg_data.files import write_text
 from vtg_data.grounding.metrics import HIT_RULES, THRESHOLDS, SampleScore, best_match, grounding_report
 from vtg_data.grounding.parse import MODES, parse_answer
 from vtg_data.grounding.prompts import get_prompt
+from vtg_data.grounding.protocols import PROTOCOLS
 from vtg_data.lvlm import (
     BACKENDS,
     GenerationParams,
@@ -59,6 +67,7 @@ class ModelEvalConfig:
     parse_mode: str | None = None  # default: the prompt's own parser mode
     hit_rule: str = ">="
     thresholds: tuple[float, ...] = THRESHOLDS
+    protocol: str = "vtg-data"  # vtg-data | tvg_r1 | time_r1 | timelens: a paper's whole scoring convention
     limit: int | None = None
     video_root: Path | None = None
     state_duration: bool = False
@@ -73,6 +82,8 @@ class ModelEvalConfig:
             raise ValueError(f"parse mode must be one of {MODES}")
         if self.hit_rule not in HIT_RULES:
             raise ValueError(f"hit rule must be one of {HIT_RULES}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}")
         if self.limit is not None and self.limit < 1:
             raise ValueError("limit must be >= 1")
         template = get_prompt(self.prompt)
@@ -162,10 +173,14 @@ def run_model_eval(
             failed[record["uid"]] = record.get("error") or "failed"
             continue
         row = by_uid[record["uid"]]
-        windows = record["windows"]
-        value, overlap = best_match(windows[0], row["windows"]) if windows else (0.0, 0.0)
-        scores.append(SampleScore(record["uid"], row["source"], value, overlap, record["parse_status"]))
-    report = grounding_report(scores, cfg.thresholds, cfg.hit_rule, cfg.bootstrap) if scores else {
+        if cfg.protocol == "vtg-data":
+            windows = record["windows"]
+            value, overlap = best_match(windows[0], row["windows"]) if windows else (0.0, 0.0)
+            scores.append(SampleScore(record["uid"], row["source"], value, overlap, record["parse_status"]))
+        else:  # the paper's reader on the raw answer
+            scores.append(score_text(cfg.protocol, record["texts"][0], row, record["uid"]))
+    rule = hit_rule_of(cfg.protocol, cfg.hit_rule)
+    report = grounding_report(scores, cfg.thresholds, rule, cfg.bootstrap) if scores else {
         "overall": {}, "ci95": {}, "by_source": {}, "parse_failures": {}}  # fmt: skip
     counts = {
         "rows": len(rows),
@@ -182,8 +197,9 @@ def run_model_eval(
         "backend_notes": backend_notes(backend),
         "prompt_answer_budget": template.answer_budget,
         "decoder": getattr(backend, "decode_backend", None),
+        "protocol": protocol_card(cfg.protocol, parse_mode, cfg.hit_rule),
         "parse_mode": parse_mode,
-        "hit_rule": cfg.hit_rule,
+        "hit_rule": cfg.hit_rule if cfg.protocol == "vtg-data" else cfg.protocol,
         "thresholds": list(cfg.thresholds),
         "state_duration": cfg.state_duration,
         "state_frame_times": cfg.state_frame_times,
