@@ -27,21 +27,26 @@ from vtg_data.recipe import RecipeConfig, run_recipe
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--n-videos", type=int, default=RecipeConfig.n_videos)
+    parser.add_argument("--sft-steps", type=int, default=RecipeConfig.sft_steps)
     parser.add_argument("--rl-steps", type=int, default=RecipeConfig.rl_steps)
+    parser.add_argument("--k", type=int, default=RecipeConfig.k)
     parser.add_argument("--rl-temperature", type=float, default=RecipeConfig.rl_temperature)
     parser.add_argument("--rl-lr", type=float, default=RecipeConfig.rl_lr)
     parser.add_argument("--max-span", type=float, default=RecipeConfig.coldstart_max_span)
     parser.add_argument("--keep", type=Path, help="keep each seed's runs under DIR/seed-N")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (float summation order)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     gains: dict[str, list[float]] = {"over SFT": [], "over teacher labels": []}
     for seed in args.seeds:
         start = time.perf_counter()
         place = nullcontext(str(args.keep / f"seed-{seed}")) if args.keep else tempfile.TemporaryDirectory()
         with place as root:
             result = run_recipe(
-                RecipeConfig(root=Path(root), seed=seed, rl_steps=args.rl_steps, rl_temperature=args.rl_temperature,
-                             rl_lr=args.rl_lr, coldstart_max_span=args.max_span),
+                RecipeConfig(root=Path(root), seed=seed, n_videos=args.n_videos, sft_steps=args.sft_steps,
+                             rl_steps=args.rl_steps, k=args.k, rl_temperature=args.rl_temperature, rl_lr=args.rl_lr,
+                             coldstart_max_span=args.max_span),
                 say=lambda *_: None,
             )  # fmt: skip
         m = result["held_out_mIoU"]
