@@ -51,9 +51,9 @@ def make_video(path: Path, seconds: int) -> Path:
     return path
 
 
-def per_request(client: OpenAIBackend, video: Path, count: int, policy: SamplingPolicy) -> float:
-    """Seconds per request, one at a time, each on its own copy of the video's name (no sharing)."""
-    requests = [
+def queries(video: Path, policy: SamplingPolicy, count: int) -> list[Request]:
+    """``count`` different questions about one video."""
+    return [
         Request(
             f"r{i}",
             [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": f"q{i}"}]}],
@@ -62,6 +62,11 @@ def per_request(client: OpenAIBackend, video: Path, count: int, policy: Sampling
         )  # fmt: skip
         for i in range(count)
     ]
+
+
+def per_request(client: OpenAIBackend, video: Path, count: int, policy: SamplingPolicy) -> float:
+    """Seconds per request, one request per call (no payload shared between requests)."""
+    requests = queries(video, policy, count)
     began = time.perf_counter()
     for request in requests:
         (response,) = client.generate([request], GenerationParams(max_tokens=8))
@@ -123,15 +128,7 @@ def throughput(url: str, work: Path, policy) -> float:
     cache = FrameCache(work / "cache-rps")
     client = OpenAIBackend("bench", base_url=url, frame_cache=cache, concurrency=8, check_server=False)
     per_request(client, video, 1, policy)
-    requests = [
-        Request(
-            f"r{i}",
-            [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": f"q{i}"}]}],
-            str(video),
-            policy,
-        )  # fmt: skip
-        for i in range(24)
-    ]
+    requests = queries(video, policy, 24)
     began = time.perf_counter()
     # 24 queries on one video: one payload, 24 requests (corpora have 3-20 queries per video)
     assert all(r.ok for r in client.generate(requests, GenerationParams(max_tokens=8)))

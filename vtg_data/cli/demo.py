@@ -92,7 +92,8 @@ def register(app: typer.Typer) -> None:
             result = run_recipe(
                 RecipeConfig(root=root / "recipe", seed=seed), say=console.print, progress=bar
             )
-        table = Table(title="held-out mIoU (50 test videos)")
+        videos = next(iter(result["gains"].values()))["queries"]
+        table = Table(title=f"held-out mIoU ({videos} test videos)")
         table.add_column("predictor")
         table.add_column("mIoU", justify="right")
         for name, value in result["held_out_mIoU"].items():

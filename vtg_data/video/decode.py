@@ -16,6 +16,7 @@ that names the file; one no backend reads names every backend's reason.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import re
@@ -69,16 +70,23 @@ class DecodedClip:
 
 
 def stream_info(path: str | Path, timeout: float = 30.0) -> StreamInfo:
-    """Facts about the first video stream, from ffprobe; a clear DecodeError for unusable files."""
+    """Facts about the first video stream, from ffprobe; a clear DecodeError for unusable files.
+    Remembered per file (path, size, modification time): a table asks once per video, not per query."""
     path = Path(path)
     if not path.is_file():
         raise DecodeError(path, "file not found")
-    if path.stat().st_size == 0:
+    stat = path.stat()
+    if stat.st_size == 0:
         raise DecodeError(path, "file is empty (0 bytes)")
     try:
-        return read_stream(path, timeout=timeout)
+        return _read_stream_once(str(path.resolve()), stat.st_size, stat.st_mtime_ns, timeout)
     except StreamError as exc:
         raise DecodeError(path, str(exc)) from exc
+
+
+@functools.lru_cache(maxsize=256)
+def _read_stream_once(path: str, size: int, mtime_ns: int, timeout: float) -> StreamInfo:
+    return read_stream(path, timeout=timeout)
 
 
 def sample_frames(

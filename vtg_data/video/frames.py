@@ -20,6 +20,9 @@ import numpy as np
 from vtg_data.video.decode import DecodedClip, DecodeError, sample_frames
 from vtg_data.video.sampling import SamplingPlan, SamplingPolicy
 
+# Bumped when what a clip holds changes: 2 = player times from the stream's packets, upright frames.
+CLIP_FORMAT = "clip-2"
+
 
 def video_identity(path: Path) -> str:
     stat = path.stat()
@@ -44,7 +47,9 @@ class FrameCache:
         self._size: int | None = None  # bytes under the folder, measured once, then tracked
 
     def _file(self, path: Path, policy: SamplingPolicy, backend: str) -> Path:
-        key = hashlib.sha256(f"{video_identity(path)}|{policy.key()}|{backend}".encode()).hexdigest()
+        key = hashlib.sha256(
+            f"{video_identity(path)}|{policy.key()}|{backend}|{CLIP_FORMAT}".encode()
+        ).hexdigest()
         return self.folder / key[:2] / f"{key}.npz"
 
     def get(self, path: Path, policy: SamplingPolicy, backend: str) -> DecodedClip | None:
