@@ -282,10 +282,14 @@ class OpenAIBackend(InferenceBackend):
             headers["Authorization"] = f"Bearer {self._api_key}"
         tasks: list[asyncio.Task] = []
         async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as client:
+            stop = asyncio.Event()  # a server mismatch: decode no more videos, start no more requests
 
             async def one(request: Request, payload: dict | None, finished) -> None:
                 try:
                     put(await self._answer(client, request, params, limit, payload))
+                except ServerMismatch:
+                    stop.set()
+                    raise
                 finally:
                     finished()
 
@@ -310,8 +314,8 @@ class OpenAIBackend(InferenceBackend):
                         videos.release()
 
                 tasks += [asyncio.create_task(one(request, payload, finished)) for request in members]
-                if any(t.done() and not t.cancelled() and t.exception() is not None for t in tasks):
-                    break  # a server mismatch stops the run: decode no more videos
+                if stop.is_set():
+                    break
             await asyncio.gather(*tasks)
 
     async def _answer(
