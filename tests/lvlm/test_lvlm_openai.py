@@ -264,3 +264,17 @@ def test_readmes_launch_lines_show_the_model_every_frame_at_its_true_time(tiny_m
             assert told_length(server.seen[-1]) == pytest.approx(duration, abs=1 / 10), line
             assert len(set(response.texts)) == 4, line
             assert [v["ok"] for v in client.backend_notes()["server_check"]["exact_checks"]] == [True], line
+
+
+def test_the_stand_in_ignores_unknown_fields_and_seeds_children_as_vllm_does(server):
+    """The double itself: an unknown field is answered, not refused (vLLM logs and ignores it);
+    top_k below -1 is refused as vLLM's SamplingParams refuses it."""
+    import httpx
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3, "n": 2,
+            "temperature": 1.0, "seed": 4, "made_up_field": True}  # fmt: skip
+    answer = httpx.post(server.url + "/chat/completions", json=body, timeout=30).json()
+    assert len(answer["choices"]) == 2 and answer["usage"]["prompt_tokens"] > 0
+    assert server.ignored[-1] == ["made_up_field"] and server.seen[-1]["seed"] == 4
+    refused = httpx.post(server.url + "/chat/completions", json=body | {"top_k": -2}, timeout=30)
+    assert refused.status_code == 400 and "top_k must be 0 (disable), or at least 1" in refused.text

@@ -6,8 +6,10 @@ normalized row).
   block and nothing else; ``lenient`` is TVG-R1's released rule (``<think>.*</think>.*<time>.*
   </time>.*``, anything may follow).
 - ``iou_reward``: IoU of the first parsed window with the best-matching ground-truth window.
-- ``timestamp_iou_reward``: IoU x (1 - |ds| / d) x (1 - |de| / d) (Time-R1's ``iou_v2``), so a
-  near miss earns more than a far one.
+- ``timestamp_iou_reward``: IoU x (1 - |ds| / d) x (1 - |de| / d), the shape of Time-R1's
+  ``iou_v2`` on the tolerant reader with the factors floored at 0 (a component for presets of one's
+  own; the paper's exact reward is ``paper_rewards.time_r1_reward``), so a near miss earns more
+  than a far one.
 
 Presets (``PRESETS``): ``tvg_r1`` = TVG-R1's ``tvgonly`` and ``time_r1`` = Time-R1's ``iou_v2`` +
 ``format``, each reproduced exactly with its quirks (``paper_rewards``; test vectors made with the
