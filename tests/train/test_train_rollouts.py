@@ -78,6 +78,8 @@ def test_policy_rollouts_differ_although_the_checkpoint_says_top_k_1(root, init,
     for prompt in range(2):
         assert len({tuple(row.tolist()) for row in rows[prompt * 8 : (prompt + 1) * 8]}) == 8
     assert record["loss"] == record["loss"]  # finite: no -inf log-probability reached the loss
+    recorded = json.loads((tmp_path / "rl" / "config.json").read_text())
+    assert recorded["checkpoint_generation_config_ignored"]["top_k"] == 1  # said, not used
 
 
 def test_vllm_rollouts_sync_the_policy_every_step_and_train(root, init, tmp_path):

@@ -288,8 +288,10 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
     backend.synced_gpus = is_sharded(model)  # generation steps in lockstep across processes
     log = None
     if accelerator.is_main_process:
+        # the checkpoint's generation config is never the sampling distribution: say what it would have set
         config = {"stage": stage, "config": jsonable(asdict(cfg)), "started_from": source,
-                  "processes": accelerator.num_processes, "sharded": backend.synced_gpus}  # fmt: skip
+                  "processes": accelerator.num_processes, "sharded": backend.synced_gpus,
+                  "checkpoint_generation_config_ignored": backend.checkpoint_sampling}  # fmt: skip
         write_json_atomic(cfg.out / "config.json", config)
         log = MetricsLog(cfg.out / "metrics.jsonl")
     return Run(accelerator, backend, model, optimizer, scheduler, parameters, examples, held_out, inputs,
