@@ -3,16 +3,23 @@
 For each seed: a simulated teacher 2 s too wide each side -> cold start -> SFT -> RL set -> GRPO on
 the truth; prints held-out greedy mIoU of the teacher's labels, SFT and SFT + GRPO, and the gains of
 SFT + GRPO over SFT and over the teacher's labels, each with its paired 95% interval over the 100
-held-out videos. The summary gives the mean gain over seeds with its 95% interval (Student's t
-over seeds) and its spread (standard deviation over seeds), over both.
+held-out videos. The summary gives the mean gain over seeds two ways: the 95% interval of the mean
+over seeds (Student's t: how much another seed may move it) and the paired interval of the mean
+over these seeds' held-out videos (videos resampled within each seed: is the gain real on them),
+with the spread (standard deviation over seeds). ``--out FILE`` appends one JSON line per seed
+(the figures, every held-out video's IoU per predictor, the torch threads and package versions) and
+``--summarize FILE...`` prints the summary of runs already made, thread counts pooled and apart.
 
     python benchmarks/rl_fixes_biased_coldstart.py [--seeds 0 1 2] [--rl-steps 100] [--rl-temperature 0.7]
-        [--rl-lr 3e-4] [--max-span 0.9] [--keep DIR]
+        [--rl-lr 3e-4] [--max-span 0.9] [--keep DIR] [--threads 2] [--out runs.jsonl]
+    python benchmarks/rl_fixes_biased_coldstart.py --summarize runs-1.jsonl runs-2.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
 import tempfile
 import time
@@ -21,9 +28,49 @@ from pathlib import Path
 
 import torch
 
+from vtg_data.grounding.metrics import paired_gain_over_runs
 from vtg_data.recipe import RecipeConfig, run_recipe
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "numpy", "vtg-data")}
+
+
+def summarize(runs: list[dict], label: str) -> None:
+    """Mean gains over the runs: t interval over seeds, and the paired interval over their videos."""
+    for name, base in (("over SFT", "SFT on teacher"), ("over teacher labels", "teacher labels")):
+        values = [run["gains"][name]["gain"] for run in runs]
+        mean = statistics.fmean(values)
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        # 95% interval of the mean over seeds (Student's t with n - 1 degrees of freedom)
+        half = (
+            T_975.get(len(values) - 1, 1.96) * spread / len(values) ** 0.5
+            if len(values) > 1
+            else float("nan")
+        )
+        pooled = paired_gain_over_runs([(run["ious"]["SFT + GRPO"], run["ious"][base]) for run in runs])
+        print(f"{label}: gain {name} over {len(values)} runs: mean {mean:+.3f}, t over seeds "
+              f"[{mean - half:+.3f}, {mean + half:+.3f}], paired over their videos [{pooled['lo']:+.3f}, "
+              f"{pooled['hi']:+.3f}]; sd {spread:.3f}, min {min(values):+.3f}")  # fmt: skip
+
+
+def summarize_files(paths: list[Path]) -> None:
+    runs = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
+    for threads in sorted({run["threads"] for run in runs}):
+        summarize([run for run in runs if run["threads"] == threads], f"threads {threads}")
+    if len({run["threads"] for run in runs}) > 1:
+        summarize(runs, "all threads")
+        by_seed: dict[int, dict[int, float]] = {}
+        for run in runs:
+            by_seed.setdefault(run["seed"], {})[run["threads"]] = run["held_out_mIoU"]["SFT + GRPO"]
+        moves = [max(v.values()) - min(v.values()) for v in by_seed.values() if len(v) > 1]
+        if moves:
+            print(f"same seed, other thread count: SFT + GRPO moves by {statistics.fmean(moves):.3f} on average, "
+                  f"{max(moves):.3f} at most ({len(moves)} seeds)")  # fmt: skip
 
 
 def main() -> None:
@@ -38,9 +85,14 @@ def main() -> None:
     parser.add_argument("--max-span", type=float, default=RecipeConfig.coldstart_max_span)
     parser.add_argument("--keep", type=Path, help="keep each seed's runs under DIR/seed-N")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (float summation order)")
+    parser.add_argument("--out", type=Path, help="append one JSON line per seed to this file")
+    parser.add_argument("--summarize", type=Path, nargs="+", help="summarize --out files instead of running")
     args = parser.parse_args()
+    if args.summarize:
+        summarize_files(args.summarize)
+        return
     torch.set_num_threads(args.threads)
-    gains: dict[str, list[float]] = {"over SFT": [], "over teacher labels": []}
+    runs = []
     for seed in args.seeds:
         start = time.perf_counter()
         place = nullcontext(str(args.keep / f"seed-{seed}")) if args.keep else tempfile.TemporaryDirectory()
@@ -51,27 +103,28 @@ def main() -> None:
                              coldstart_max_span=args.max_span),
                 say=lambda *_: None,
             )  # fmt: skip
+        seconds = time.perf_counter() - start
         m = result["held_out_mIoU"]
         line = [f"seed {seed}: teacher labels {m['teacher labels']:.3f}, SFT {m['SFT on teacher']:.3f}, "
                 f"SFT + GRPO {m['SFT + GRPO']:.3f}"]  # fmt: skip
         for name, gain in result["gains"].items():
-            gains[name].append(gain["gain"])
             line.append(f"{name} {gain['gain']:+.3f} [{gain['lo']:+.3f}, {gain['hi']:+.3f}]")
-        line.append(f"reward {result['rl_reward_first10']:.3f} -> {result['rl_reward_last10']:.3f}; "
-                    f"{time.perf_counter() - start:.0f} s")  # fmt: skip
-        print("; ".join(line), flush=True)
-    for name, values in gains.items():
-        mean = statistics.fmean(values)
-        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-        # 95% interval of the mean over seeds (Student's t with n - 1 degrees of freedom)
-        half = (
-            T_975.get(len(values) - 1, 1.96) * spread / len(values) ** 0.5
-            if len(values) > 1
-            else float("nan")
+        line.append(
+            f"reward {result['rl_reward_first10']:.3f} -> {result['rl_reward_last10']:.3f}; {seconds:.0f} s"
         )
-        verdict = "excludes" if mean - half > 0 else "does NOT exclude"
-        print(f"gain {name} over {len(values)} seeds: mean {mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}], "
-              f"sd {spread:.3f}, min {min(values):+.3f}; the interval of the mean {verdict} 0")  # fmt: skip
+        print("; ".join(line), flush=True)
+        run = {"seed": seed, "threads": args.threads, "held_out_mIoU": m, "gains": result["gains"],
+               "ious": result["held_out_ious"], "rl_reward_first10": result["rl_reward_first10"],
+               "rl_reward_last10": result["rl_reward_last10"], "seconds": round(seconds, 1),
+               "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+               "config": {"n_videos": args.n_videos, "sft_steps": args.sft_steps, "rl_steps": args.rl_steps,
+                          "k": args.k, "rl_temperature": args.rl_temperature, "rl_lr": args.rl_lr,
+                          "max_span": args.max_span}, "versions": _versions()}  # fmt: skip
+        runs.append(run)
+        if args.out:
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(run) + "\n")
+    summarize(runs, f"threads {args.threads}")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,8 @@ def run_recipe(cfg: RecipeConfig, say=print, progress=None) -> dict[str, Any]:
                 per_query["SFT + GRPO"], per_query["teacher labels"], seed=cfg.seed
             ),
         },
+        # per held-out video, in the same order for every predictor (pooling gains over seeds)
+        "held_out_ious": per_query,
         "coldstart_funnel": coldstart.funnel["overall"],
         "rl_reward_first10": statistics.fmean(h["reward"] for h in history[:10]),
         "rl_reward_last10": statistics.fmean(h["reward"] for h in history[-10:]),

@@ -11,6 +11,7 @@ from vtg_data.grounding.metrics import (
     iou,
     is_hit,
     paired_gain,
+    paired_gain_over_runs,
     summarize,
 )
 
@@ -91,3 +92,18 @@ def test_paired_gain_is_the_mean_difference_with_an_interval_over_queries():
     assert paired["lo"] == pytest.approx(0.05) and paired["hi"] == pytest.approx(0.05)
     with pytest.raises(ValueError, match="equally long"):
         paired_gain([0.1], [])
+
+
+def test_gain_over_runs_is_the_mean_of_runs_with_a_tighter_interval_than_one_run():
+    noisy = [([0.5 + (0.3 if i % 2 else -0.22) for i in range(100)], [0.5] * 100)]  # each run: +0.04 +- 0.26
+    one = paired_gain(*noisy[0], seed=1)
+    pooled = paired_gain_over_runs(noisy * 5, seed=1)
+    assert pooled["gain"] == pytest.approx(one["gain"]) and pooled["runs"] == 5
+    # five runs' queries resampled: the interval shrinks by about sqrt(5)
+    assert (pooled["hi"] - pooled["lo"]) < 0.6 * (one["hi"] - one["lo"])
+    assert pooled["lo"] > 0 > one["lo"]
+    # runs of different sizes weigh equally (a mean over seeds, not over pooled queries)
+    mixed = paired_gain_over_runs([([1.0] * 10, [0.0] * 10), ([0.0] * 90, [0.0] * 90)])
+    assert mixed["gain"] == pytest.approx(0.5) and mixed["lo"] == mixed["hi"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="run 1: needs two equally long"):
+        paired_gain_over_runs([([0.1], [0.2]), ([0.1], [])])
