@@ -45,4 +45,9 @@ def test_recipe_smoke(tmp_path):
     over_sft = result["gains"]["over SFT"]
     assert over_sft["gain"] == pytest.approx(scores["SFT + GRPO"] - scores["SFT on teacher"])
     assert over_sft["lo"] <= over_sft["gain"] <= over_sft["hi"] and over_sft["queries"] > 0
+    # every predictor's per-video IoUs, same videos in the same order: their means are the table's
+    ious = result["held_out_ious"]
+    assert {len(v) for v in ious.values()} == {over_sft["queries"]}
+    for name in ("teacher labels", "SFT on teacher", "SFT + GRPO"):
+        assert sum(ious[name]) / len(ious[name]) == pytest.approx(scores[name])
     assert (tmp_path / "hub/tvg-rl/README.md").is_file() and (tmp_path / "grpo/metrics.jsonl").is_file()
