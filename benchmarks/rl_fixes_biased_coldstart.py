@@ -41,9 +41,14 @@ def _versions() -> dict[str, str]:
 
 
 def summarize(runs: list[dict], label: str) -> None:
-    """Mean gains over the runs: t interval over seeds, and the paired interval over their videos."""
+    """Mean gains over the runs: a t interval over seeds (runs of one seed at several thread counts
+    averaged first: they share the seed's data, SFT and held-out videos, so they are not independent
+    draws) and the paired interval over the runs' held-out videos."""
     for name, base in (("over SFT", "SFT on teacher"), ("over teacher labels", "teacher labels")):
-        values = [run["gains"][name]["gain"] for run in runs]
+        by_seed: dict[int, list[float]] = {}
+        for run in runs:
+            by_seed.setdefault(run["seed"], []).append(run["gains"][name]["gain"])
+        values = [statistics.fmean(gains) for gains in by_seed.values()]
         mean = statistics.fmean(values)
         spread = statistics.stdev(values) if len(values) > 1 else float("nan")
         # 95% interval of the mean over seeds (Student's t with n - 1 degrees of freedom)
@@ -53,9 +58,10 @@ def summarize(runs: list[dict], label: str) -> None:
             else float("nan")
         )
         pooled = paired_gain_over_runs([(run["ious"]["SFT + GRPO"], run["ious"][base]) for run in runs])
-        print(f"{label}: gain {name} over {len(values)} runs: mean {mean:+.3f}, t over seeds "
+        smallest = min(run["gains"][name]["gain"] for run in runs)
+        print(f"{label}: gain {name}, {len(runs)} runs over {len(values)} seeds: mean {mean:+.3f}, t over seeds "
               f"[{mean - half:+.3f}, {mean + half:+.3f}], paired over their videos [{pooled['lo']:+.3f}, "
-              f"{pooled['hi']:+.3f}]; sd {spread:.3f}, min {min(values):+.3f}")  # fmt: skip
+              f"{pooled['hi']:+.3f}]; sd over seeds {spread:.3f}, smallest run {smallest:+.3f}")  # fmt: skip
 
 
 def summarize_files(paths: list[Path]) -> None:
