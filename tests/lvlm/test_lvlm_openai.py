@@ -19,7 +19,8 @@ pytest.importorskip("httpx")
 
 POLICY = SamplingPolicy(fps=2.0, max_frames=8, min_pixels=28 * 28, max_pixels=56 * 56)
 LONG = SamplingPolicy(fps=2.0, max_frames=128, min_pixels=28 * 28, max_pixels=28 * 56)
-RECOMMENDED = """vllm serve Qwen/Qwen2.5-VL-7B-Instruct --media-io-kwargs '{"video": {"num_frames": -1}}'"""
+RECOMMENDED = """vllm serve Qwen/Qwen2.5-VL-7B-Instruct --media-io-kwargs '{"video": {"num_frames": -1}}' --trust-request-mm-kwargs"""
+TRUSTING = "vllm serve Qwen/Qwen2.5-VL-7B-Instruct --trust-request-mm-kwargs"  # vLLM's defaults otherwise
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
@@ -122,7 +123,7 @@ def test_whole_file_modes_leave_the_frames_to_the_server(server, video, tmp_path
 
 def test_k_rollouts_differ_against_a_server_filling_the_checkpoints_generation_config(tiny_model, video):
     params = GenerationParams(n=8, temperature=1.0, max_tokens=12, seed=3)
-    with VLLMServer.launched("vllm serve Qwen/Qwen2.5-VL-7B-Instruct", tiny_model) as server:
+    with VLLMServer.launched(TRUSTING, tiny_model) as server:
         assert server.defaults["top_k"] == 1  # the tiny model ships Qwen2.5-VL-7B-Instruct's config
         (ours,) = backend(server, timeout=60).generate([req("a", video, "k rollouts")], params)
         # a client sending only OpenAI's own fields gets the checkpoint's top_k 1: greedy, one answer
@@ -182,9 +183,7 @@ def test_the_model_is_told_the_true_length_of_a_long_video(server, long_video):
 
 def test_whole_file_upload_to_a_default_server_shows_32_frames_at_the_asked_rate(tiny_model, long_video):
     """The failure this backend's frames mode avoids: vLLM's 32-frame loader and a rate of 2 fps."""
-    with VLLMServer.launched(
-        "vllm serve Qwen/Qwen2.5-VL-7B-Instruct", tiny_model, request_media_io=False
-    ) as server:
+    with VLLMServer.launched(TRUSTING, tiny_model, request_media_io=False) as server:
         (response,) = backend(server, timeout=60, video_mode="data_url").generate(
             [req("long", long_video, "when", LONG)], GenerationParams(max_tokens=4)
         )
@@ -193,9 +192,7 @@ def test_whole_file_upload_to_a_default_server_shows_32_frames_at_the_asked_rate
 
 
 def test_a_server_that_drops_frames_stops_the_run_with_the_launch_flag(tiny_model, long_video, video):
-    with VLLMServer.launched(
-        "vllm serve Qwen/Qwen2.5-VL-7B-Instruct", tiny_model, request_media_io=False
-    ) as server:
+    with VLLMServer.launched(TRUSTING, tiny_model, request_media_io=False) as server:
         client = backend(server, timeout=60)
         (short,) = client.generate([req("short", video, "fine")], GenerationParams(max_tokens=4))
         assert short.ok  # 6 frames: nothing to drop
@@ -209,6 +206,20 @@ def test_a_server_that_drops_frames_stops_the_run_with_the_launch_flag(tiny_mode
     assert received == []  # the wrong answer is not handed on as a result
     verdicts = client.backend_notes()["server_check"]["exact_checks"]
     assert [v["ok"] for v in verdicts] == [True, False]
+
+
+def test_a_server_refusing_request_kwargs_stops_the_run_at_once_with_the_flag(tiny_model, video, tmp_path):
+    """vLLM 0.32 as it ships refuses every request carrying mm_processor_kwargs: the client stops
+    at the first answer and names the launch flag, instead of failing row by row."""
+    with VLLMServer.launched("vllm serve Qwen/Qwen2.5-VL-7B-Instruct", tiny_model) as server:
+        requests = [req(f"q{i}", video, f"q{i}") for i in range(6)]
+        client = backend(server, concurrency=1)
+        received = []
+        with pytest.raises(ServerMismatch, match="--trust-request-mm-kwargs") as caught:
+            list(client.generate(requests, GenerationParams(max_tokens=4), received.append))
+        assert sum(server.attempts.values()) <= 2  # stopped at once, not six refusals
+    assert "mm_processor_kwargs are disabled" in str(caught.value)
+    assert received == []
 
 
 def test_a_server_that_resizes_frames_stops_the_run(tiny_model, video):

@@ -21,6 +21,10 @@ reasoning parsers), not from what the client expects:
   ``second_per_grid_ts = 2 / fps``), else the frames' metadata rate; ``do_sample_frames`` makes
   the processor resample frames of a fully read video at that fps; pixel bounds are the
   request's or launch's ``mm_processor_kwargs``, else the model's processor defaults;
+- per-request ``mm_processor_kwargs`` / ``media_io_kwargs`` are refused with a 400 unless the server
+  was launched with ``--trust-request-mm-kwargs`` (vLLM 0.32:
+  ``entrypoints/generate/base/protocol.py`` ``validate_request_mm_kwargs``), with vLLM's message;
+- errors are vLLM's ``ErrorResponse``: ``{"error": {"message", "type", "param", "code"}}``;
 - unknown request fields are ignored with a warning (kept in ``ignored``), never refused;
 - ``--reasoning-parser``: the text before ``</think>`` goes to ``message.reasoning_content``;
 - ``usage.prompt_tokens`` counts the prompt as processed (video tokens included).
@@ -56,9 +60,17 @@ KNOWN_FIELDS = {
 
 
 class RequestError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, param: str | None = None):
         super().__init__(message)
         self.status = status
+        self.param = param
+
+
+# vLLM 0.32's words (validate_request_mm_kwargs), for a request's own multimodal kwargs
+UNTRUSTED_KWARGS = (
+    "Per-request {field} are disabled by default because they can change multimodal {what} resource "
+    "usage. Start the server with --trust-request-mm-kwargs only when clients are trusted."
+)
 
 
 def parse_launch(line: str) -> dict:
@@ -75,6 +87,7 @@ def parse_launch(line: str) -> dict:
     parser.add_argument("--reasoning-parser", default=None)
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--allowed-local-media-path", default=None)
+    parser.add_argument("--trust-request-mm-kwargs", action="store_true")
     known, _ = parser.parse_known_args(words[2:])  # other flags (ports, parallelism) do not matter here
     return {
         "media_io_kwargs": known.media_io_kwargs,
@@ -84,6 +97,7 @@ def parse_launch(line: str) -> dict:
         "reasoning_parser": known.reasoning_parser,
         "max_model_len": known.max_model_len,
         "allowed_local_media_path": known.allowed_local_media_path,
+        "trust_request_mm_kwargs": known.trust_request_mm_kwargs,
     }
 
 
@@ -114,6 +128,7 @@ class VLLMServer(LoopbackServer):
         reasoning_parser: str | None = None,
         max_model_len: int | None = None,
         allowed_local_media_path: str | None = None,
+        trust_request_mm_kwargs: bool = False,
         request_media_io: bool = True,
         responder=None,
         slow_seconds: float = 3.0,
@@ -141,6 +156,7 @@ class VLLMServer(LoopbackServer):
         self.reasoning_parser = reasoning_parser
         self.max_model_len = max_model_len or self.model.config.get_text_config().max_position_embeddings
         self.allowed_local_media_path = allowed_local_media_path
+        self.trust_request_mm_kwargs = trust_request_mm_kwargs
         # vLLM merges a request's media_io_kwargs over the launch's; a server that does not (older
         # builds, or a proxy that drops the field) reads them from its launch only
         self.request_media_io = request_media_io
@@ -187,9 +203,13 @@ class VLLMServer(LoopbackServer):
                 try:
                     return self.reply(200, server.complete(body))
                 except RequestError as exc:
-                    return self.reply(
-                        exc.status, {"object": "error", "message": str(exc), "code": exc.status}
-                    )
+                    error = {
+                        "message": str(exc),
+                        "type": "BadRequestError",
+                        "param": exc.param,
+                        "code": exc.status,
+                    }
+                    return self.reply(exc.status, {"error": error})
 
             def reply(self, status: int, payload: dict, headers: dict | None = None) -> None:
                 self.raw(status, json.dumps(payload).encode(), headers)
@@ -249,6 +269,13 @@ class VLLMServer(LoopbackServer):
         return fields
 
     def complete(self, body: dict) -> dict:
+        if not self.trust_request_mm_kwargs:
+            for field, what in (
+                ("mm_processor_kwargs", "preprocessing"),
+                ("media_io_kwargs", "media loading"),
+            ):
+                if body.get(field):
+                    raise RequestError(400, UNTRUSTED_KWARGS.format(field=field, what=what), field)
         ignored = sorted(set(body) - KNOWN_FIELDS)
         if ignored:  # vLLM: "The following fields were present in the request but ignored: ..."
             self.ignored.append(ignored)

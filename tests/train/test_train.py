@@ -217,7 +217,7 @@ def test_a_sharded_model_generates_in_lockstep(sft_run, event_root, tmp_path):
     (step,) = launch(args, tmp_path / "rl", 2, config="fsdp")
     assert step["eval/mIoU"] == pytest.approx(reference["mIoU"], abs=1e-6)
     assert step["eval/well_formed"] == pytest.approx(reference["well_formed"], abs=1e-6)
-    assert step["reward"] > 0.3  # the trained model's rollouts, scored
+    assert step["reward"] > 0.2  # the trained model's rollouts, scored (an untrained one scores 0)
 
 
 def test_kill_and_resume_continues_with_the_same_data_order(event_root, tmp_path):

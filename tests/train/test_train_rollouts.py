@@ -43,7 +43,7 @@ def config(root, init, out, **changes):
     return GRPOConfig(**{**options, **changes})
 
 
-def engine_for(init, **options):
+def engine_for(init, check_sync="first", sync_tolerance=1e-3, **options):
     from vtg_data.lvlm.hf import HFBackend
     from vtg_data.train.rollouts import VLLMRollouts
 
@@ -51,7 +51,7 @@ def engine_for(init, **options):
     standin = StandInEngine(init, **options)
     # the engine never samples the special tokens the trainer's distribution excludes
     rollouts = VLLMRollouts(str(init), backend.processor, backend.suppress_tokens, llm=standin,
-                            sampling=sampling_params)  # fmt: skip
+                            sampling=sampling_params, check_sync=check_sync, sync_tolerance=sync_tolerance)  # fmt: skip
     return rollouts, standin
 
 
@@ -100,6 +100,25 @@ def test_vllm_rollouts_sync_the_policy_every_step_and_train(root, init, tmp_path
     assert all(torch.allclose(synced[name], after_two[name]) for name in after_two)
     initial = load_model(init).state_dict()
     assert any(not torch.equal(synced[name], initial[name]) for name in initial)
+    # the first sync was checked: the engine's greedy answer scored by the trainer's model
+    first = result["history"][0]
+    assert first["sync_route"] == "reload_weights" and first["sync_check"]["tokens"] > 0
+    assert first["sync_check"]["largest_logprob_difference"] < 1e-3
+    assert all("sync_check" not in r for r in result["history"][1:])
+
+
+def test_a_weight_sync_that_does_not_land_stops_the_run(root, init, tmp_path):
+    """An engine that takes the weights and keeps its old ones: caught at the first changed policy."""
+    from vtg_data.train.grpo import train_grpo
+    from vtg_data.train.rollouts import SyncNotLanded
+
+    engine, standin = engine_for(init, check_sync="every")
+    standin.collective_rpc = lambda method, kwargs=None: [None]  # accepted, never applied
+    with pytest.raises(
+        SyncNotLanded, match=r"after weight sync 2 \(reload_weights\).*differs from the trainer"
+    ):
+        train_grpo(config(root, init, tmp_path / "rl", save_every=0), rollouts=engine)
+    assert len(engine.sync_checks) == 2 and engine.sync_checks[0]["largest_logprob_difference"] < 1e-3
 
 
 def test_lora_weights_reach_the_engine_merged_and_the_policy_is_untouched(init):

@@ -6,7 +6,16 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from vtg_data.cli.common import BACKEND_OPTIONS, backend_from, console, fail, out, print_histogram, progress
+from vtg_data.cli.common import (
+    BACKEND_OPTIONS,
+    backend_from,
+    console,
+    fail,
+    out,
+    print_histogram,
+    progress,
+    report_failures,
+)
 from vtg_data.cli.options import Group, build, command, explicit, flags, option
 from vtg_data.stages.coldstart import ColdstartConfig
 from vtg_data.stages.difficulty import DifficultyConfig
@@ -61,6 +70,7 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
     coldstart_flags, difficulty_flags, rl_flags = flags(COLDSTART), flags(DIFFICULTY), flags(RLSET)
 
     def run_coldstart(ctx: typer.Context, values: dict) -> None:
+        from vtg_data.lvlm.served_video import ServerMismatch
         from vtg_data.stages.coldstart import build_coldstart
         from vtg_data.stages.coldstart_rules import RULE_ORDER
 
@@ -78,7 +88,7 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
                         if values["rewrite_model"] else None)  # fmt: skip
             with progress() as bar:
                 result = build_coldstart(cfg, teacher, rewriter, bar)
-        except (ValueError, FileNotFoundError, ImportError) as exc:
+        except (ValueError, FileNotFoundError, ImportError, ServerMismatch) as exc:
             fail(str(exc))
         overall = result.funnel["overall"]
         table = Table(
@@ -97,6 +107,10 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
         if rewrite:
             console.print(f"rewrites: {rewrite}")
         console.print(f"run folder: {result.out}")
+        counts = result.manifest["counts"]
+        asked = counts["samples"] if values["teacher_model"] else 0  # imported traces call no model
+        report_failures(result.manifest["failures"], succeeded=asked - counts["generation_failed"], total=asked,
+                        what="teacher calls")  # fmt: skip
 
     command(build_app, "coldstart", coldstart_flags, run_coldstart, extra=[
         option("teacher_model", str | None, None, "--teacher-model", help="Generate traces with this model."),
@@ -110,6 +124,7 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
     def run_difficulty(ctx: typer.Context, values: dict) -> None:
         import functools
 
+        from vtg_data.lvlm.served_video import ServerMismatch
         from vtg_data.stages.difficulty import score_difficulty
 
         try:
@@ -122,13 +137,16 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
             else:
                 with progress() as bar:
                     manifest = score_difficulty(cfg, backend=factory(), progress=bar)
-        except (ValueError, FileNotFoundError, ImportError) as exc:
+        except (ValueError, FileNotFoundError, ImportError, ServerMismatch) as exc:
             fail(str(exc))
         counts = manifest["counts"]
         console.print(f"scored {counts['scored']} of {counts['samples']} samples ({counts['failed']} failed, "
                       f"{counts['parse_failures']} rollouts did not parse); run {manifest['run_id']}")  # fmt: skip
         print_histogram("mean IoU over rollouts", manifest["mean_iou_histogram"])
         console.print(f"run folder: {cfg.out}")
+        report_failures(
+            manifest["failures"], succeeded=counts["scored"], total=counts["samples"], what="samples"
+        )
 
     command(app, "score-difficulty", difficulty_flags, run_difficulty, extra=[
         option("model", str, ..., "--model", help="The policy: a model path or id (or a template name)."),

@@ -102,6 +102,20 @@ def fail(message: str) -> None:
     raise typer.Exit(1)
 
 
+def report_failures(groups: list[dict], *, succeeded: int, total: int, what: str) -> None:
+    """Failed rows grouped by reason (count and first message); a run where rows were asked for
+    and none succeeded exits non-zero, its outputs (and the reasons) kept."""
+    from vtg_data.stages.failures import failure_lines
+
+    if groups:
+        failed = sum(g["count"] for g in groups)
+        console.print(f"[yellow]{failed} {what} failed[/yellow], by reason:", highlight=False)
+        for line in failure_lines(groups):
+            console.print(f"  {escape(line)}", highlight=False, soft_wrap=True)
+    if total and not succeeded:
+        fail(f"no {what} succeeded ({total} asked); the reasons are above and in the run's manifest")
+
+
 def frame_cache(folder: Path | None, gib: float):
     """The on-disk frame cache every stage shares (``--frame-cache DIR``), or None."""
     if folder is None:
@@ -113,7 +127,7 @@ def frame_cache(folder: Path | None, gib: float):
 
 def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "auto", batch_size: int = 4,
             cache=None, concurrency: int = 8, video_mode: str = "frames", family: str | None = None,
-            api_fields: str = "full", n_mode: str = "param"):  # fmt: skip
+            api_fields: str = "full", n_mode: str = "param", vllm_options: str | None = None):  # fmt: skip
     """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
     if kind == "template":
         from vtg_data.lvlm.templates import template_backend
@@ -127,7 +141,25 @@ def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str 
         return make_backend("openai", model, base_url=base_url, concurrency=concurrency, decode_backend=decoder,
                             frame_cache=cache, video_mode=video_mode, family=family, api_fields=api_fields,
                             n_mode=n_mode)  # fmt: skip
+    if kind == "vllm":
+        return make_backend("vllm", model, decode_backend=decoder, frame_cache=cache,
+                            engine_options=engine_options(vllm_options))  # fmt: skip
     return make_backend(kind, model, decode_backend=decoder, frame_cache=cache)
+
+
+def engine_options(text: str | None) -> dict | None:
+    """``--vllm-options``: vLLM engine arguments as a JSON object, checked here (not deep inside vLLM)."""
+    if not text:
+        return None
+    import json
+
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(f"--vllm-options is not JSON: {error}") from error
+    if not isinstance(options, dict):
+        raise typer.BadParameter("--vllm-options must be a JSON object of vLLM engine arguments")
+    return options
 
 
 # Options of the commands that run a model, written once.
@@ -143,6 +175,8 @@ BACKEND_OPTIONS: list[inspect.Parameter] = [
            help="openai backend: full (every sampling field: vLLM, SGLang) | standard (OpenAI's own fields only)."),
     option("n_mode", str, "param", "--n-mode",
            help="openai backend: param (n samples in one request) | repeat (n requests, seeds seed + i)."),
+    option("vllm_options", str | None, None, "--vllm-options",
+           help='vllm backend: engine arguments as JSON, e.g. \'{"max_model_len": 32768, "dtype": "bfloat16"}\'.'),
     option("decoder", str, "auto", "--decoder",
            help="auto (per video the fastest backend for its codec that reads it) | decord | torchcodec | ffmpeg"),
     option("batch_size", int, 4, "--batch-size", help="hf backend: prompts per batch."),
@@ -157,7 +191,7 @@ def backend_from(values: dict, kind: str, model: str):
     return backend(kind, model, base_url=values["base_url"], decoder=values["decoder"],
                    batch_size=values["batch_size"], concurrency=values["concurrency"],
                    video_mode=values["video_mode"], family=values["model_family"], api_fields=values["api_fields"],
-                   n_mode=values["n_mode"],
+                   n_mode=values["n_mode"], vllm_options=values["vllm_options"],
                    cache=frame_cache(values["frame_cache"], values["frame_cache_gib"]))  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from vtg_data.cli.common import BACKEND_OPTIONS, backend_from, console, fail, progress
+from vtg_data.cli.common import BACKEND_OPTIONS, backend_from, console, fail, progress, report_failures
 from vtg_data.cli.options import Group, build, command, explicit, flags, option
 from vtg_data.evaluate import EvalConfig
 from vtg_data.stages.evaluate_model import ModelEvalConfig
@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
 
     def run(ctx: typer.Context, values: dict) -> None:
         from vtg_data.evaluate import EvalInputError, evaluate, markdown_table, write_metrics
+        from vtg_data.lvlm.served_video import ServerMismatch
 
         given = explicit(ctx, values)
         out_path = values["out_path"]
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
                 cfg = build(EvalConfig, [*file_flags, *_shared(model_flags)], file_values, given,
                             fixed={"predictions": values["predictions"], "gt": values["gt"]})  # fmt: skip
                 result, out_file = evaluate(cfg), out_path
-        except (EvalInputError, ValueError, FileNotFoundError, ImportError) as exc:
+        except (EvalInputError, ValueError, FileNotFoundError, ImportError, ServerMismatch) as exc:
             fail(str(exc))
         if result.metrics:
             print(markdown_table(result))
@@ -64,6 +65,9 @@ def register(app: typer.Typer) -> None:
             if values["model"] is None:
                 write_metrics(result, out_file)
             console.print(f"metrics: {out_file}")
+        if values["model"] is not None:
+            report_failures(result.card["failures"], succeeded=result.counts["scored"],
+                            total=result.counts["rows"], what="queries")  # fmt: skip
 
     command(app, "eval", [*model_flags, *file_flags], run, extra=[
         option("predictions", Path | None, None, "--predictions", help="Predictions JSONL to score (with --gt)."),

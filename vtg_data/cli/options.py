@@ -79,6 +79,10 @@ HELP: dict[str, str] = {
     "scale_by_std": "Divide advantages by the group's reward std.",
     "updates_per_step": "Optimizer updates on each step's rollouts.",
     "vllm_max_model_len": "The vLLM engine's context length (default: the model's).",
+    "vllm_options": "More vLLM engine arguments, a JSON object (e.g. '{\"enforce_eager\": true}').",
+    "vllm_check_sync": "first | every | off: after a weight sync, score the engine's greedy answer to one "
+    "prompt with the trainer's model; a difference beyond --vllm-sync-tolerance stops the run.",
+    "vllm_sync_tolerance": "Largest log-probability difference between engine and trainer after a sync.",
     "greedy": "Also record one greedy answer's IoU.",
     "engine": "local | ray (one model replica per worker).",
     "workers": "ray: model replicas.",

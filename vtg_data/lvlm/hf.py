@@ -30,6 +30,7 @@ from vtg_data.lvlm.base import (
     video_summary,
 )
 from vtg_data.lvlm.grouping import batches_by_video
+from vtg_data.lvlm.positions import use_reference_positions
 from vtg_data.lvlm.sampling import (
     SeededSampler,
     checkpoint_sampling,
@@ -71,13 +72,16 @@ def load_model(path: str | Path, *, trainable_adapter: bool = False, **load):
     """A full model folder or hub id, or a LoRA adapter folder over its recorded base model.
 
     An adapter is merged into its base for inference (no per-token adapter overhead); with
-    ``trainable_adapter`` it stays a trainable ``PeftModel`` (resuming LoRA training).
+    ``trainable_adapter`` it stays a trainable ``PeftModel`` (resuming LoRA training). Qwen2-VL and
+    Qwen2.5-VL get the multimodal positions they were trained with (``lvlm.positions``).
     """
 
     from transformers import AutoModelForImageTextToText
 
     if not is_adapter_folder(path):
-        return AutoModelForImageTextToText.from_pretrained(str(path), **load)
+        model = AutoModelForImageTextToText.from_pretrained(str(path), **load)
+        use_reference_positions(model)
+        return model
     try:
         from peft import PeftModel
     except ImportError as error:
@@ -86,6 +90,7 @@ def load_model(path: str | Path, *, trainable_adapter: bool = False, **load):
         ) from error
     load = {k: v for k, v in load.items() if k != "revision"}  # the revision is the adapter's, not the base's
     base = AutoModelForImageTextToText.from_pretrained(adapter_base(path), **load)
+    use_reference_positions(base)
     adapted = PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter)
     return adapted if trainable_adapter else adapted.merge_and_unload()
 
@@ -223,6 +228,8 @@ class HFBackend(InferenceBackend):
         self.temporal_patch = getattr(video_processor, "temporal_patch_size", 1)
         # what the checkpoint's generation config would have changed, had it been inherited
         self.checkpoint_sampling = checkpoint_sampling(getattr(model, "generation_config", None))
+        # the positions the checkpoint was trained with, whoever loaded the model
+        self.positions = use_reference_positions(model)
         tokenizer = self.processor.tokenizer
         # A sampled <|video_pad|> would break the next forward on the completion ("video features and
         # video tokens do not match"): never generate special tokens other than the end of turn.
@@ -345,8 +352,11 @@ class HFBackend(InferenceBackend):
         return output[:, ids.shape[1] :], prompt_tokens
 
     def backend_notes(self) -> dict:
-        return {"checkpoint_generation_config_ignored": self.checkpoint_sampling,
-                "clips_by_decoder": dict(self.decoded_by)}  # fmt: skip
+        notes = {"checkpoint_generation_config_ignored": self.checkpoint_sampling,
+                 "clips_by_decoder": dict(self.decoded_by)}  # fmt: skip
+        if self.positions:
+            notes["positions"] = self.positions
+        return notes
 
     def close(self) -> None:
         del self.model

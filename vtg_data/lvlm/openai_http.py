@@ -76,6 +76,10 @@ class _Fatal(Exception):
     pass
 
 
+class _Stopped(Exception):
+    """The run stopped (a server mismatch) while this request waited for a slot: nothing sent."""
+
+
 class OpenAIBackend(InferenceBackend):
     def __init__(
         self,
@@ -130,6 +134,7 @@ class OpenAIBackend(InferenceBackend):
         self.extra_body = extra_body or {}
         self.check = ServerCheck(self.family) if check_server and video_mode == "frames" else None
         self._encoded: dict[str, str] = {}
+        self._stop: asyncio.Event | None = None
         self.decoded_by: Counter = Counter()
         self._decoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtg-data-openai-frames")
 
@@ -282,11 +287,14 @@ class OpenAIBackend(InferenceBackend):
             headers["Authorization"] = f"Bearer {self._api_key}"
         tasks: list[asyncio.Task] = []
         async with httpx.AsyncClient(timeout=self.timeout, headers=headers) as client:
-            stop = asyncio.Event()  # a server mismatch: decode no more videos, start no more requests
+            stop = asyncio.Event()  # a server mismatch: decode no more videos, send no more requests
+            self._stop = stop
 
             async def one(request: Request, payload: dict | None, finished) -> None:
                 try:
                     put(await self._answer(client, request, params, limit, payload))
+                except _Stopped:
+                    pass  # never sent: asked again on a rerun
                 except ServerMismatch:
                     stop.set()
                     raise
@@ -369,6 +377,8 @@ class OpenAIBackend(InferenceBackend):
         for attempt in range(self.retries + 1):
             try:
                 async with limit:  # the body (the encoded video) exists only inside the slot
+                    if self._stop is not None and self._stop.is_set():
+                        raise _Stopped()
                     body = json.dumps(self.body(request, params, n, payload, video=video))
                     response = await client.post(url, content=body)
                 return self._parse(response, n)
@@ -390,6 +400,13 @@ class OpenAIBackend(InferenceBackend):
             wait = float(retry_after) if retry_after and retry_after.replace(".", "", 1).isdigit() else None
             raise _Retry(f"HTTP {status}", wait)
         if status >= 400:
+            if status == 400 and refuses_request_kwargs(response.text):
+                raise ServerMismatch(
+                    f"the server refuses per-request multimodal kwargs (HTTP 400: {error_message(response.text)}). "
+                    "The client states each video's frame rate and frame count in mm_processor_kwargs and "
+                    "media_io_kwargs (without them vLLM tells the model a video/jpeg frame list is 1 frame per "
+                    "second): restart the server with --trust-request-mm-kwargs added to vllm serve"
+                )
             raise _Fatal(f"HTTP {status}: {response.text[:300]}")
         try:
             data = response.json()
@@ -400,6 +417,28 @@ class OpenAIBackend(InferenceBackend):
             raise _Fatal(f"asked for {n} completions, got {len(texts)} (try n_mode='repeat')")
         usage = data.get("usage") or {}
         return texts, usage.get("prompt_tokens")
+
+
+def error_message(body: str) -> str:
+    """The message of an OpenAI-style error body (``{"error": {"message": ...}}``), else the text."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body[:300]
+    error = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(error, dict):
+        return str(error.get("message") or error)[:500]
+    return str(error)[:500]
+
+
+def refuses_request_kwargs(body: str) -> bool:
+    """vLLM (0.32 and later) without ``--trust-request-mm-kwargs``: every request carrying
+    ``mm_processor_kwargs`` or ``media_io_kwargs`` is refused with this 400."""
+    return (
+        "--trust-request-mm-kwargs" in body
+        or "mm_kwargs are disabled" in body
+        or ("kwargs are disabled by default" in body)
+    )
 
 
 def answer_text(message: dict) -> str:

@@ -36,8 +36,14 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer():
-    """Byte-level BPE without merges: every byte is a token, then the special tokens."""
+# Qwen3's tokenizers carry the reasoning markers as single added (not special) tokens; vLLM's
+# ``--reasoning-parser qwen3`` finds them by id.
+THINK_TOKENS = ["<think>", "</think>"]
+
+
+def build_tokenizer(family: str = "qwen2.5-vl"):
+    """Byte-level BPE without merges: every byte is a token, then the special tokens (and, for
+    Qwen3-VL, the reasoning markers)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -58,6 +64,10 @@ def build_tokenizer():
             "vision_end_token": "<|vision_end|>",
         },
     )
+    if family == "qwen3-vl":
+        from tokenizers import AddedToken
+
+        tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in THINK_TOKENS])
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
@@ -77,13 +87,18 @@ def build_processor(tokenizer=None, family: str = "qwen2.5-vl"):
     """The stock processor of the family around the offline tokenizer."""
     from transformers import Qwen2VLImageProcessor
 
-    tokenizer = tokenizer or build_tokenizer()
+    tokenizer = tokenizer or build_tokenizer(family)
     if family == "qwen3-vl":
         from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
 
         pixels = {"shortest_edge": 4 * 32 * 32, "longest_edge": 1024 * 32 * 32}
+        # Qwen3-VL-8B-Instruct's preprocessor_config.json normalizes with mean = std = 0.5 (not
+        # CLIP's): vLLM normalizes video pixels on the device with the image processor's values
+        half = [0.5, 0.5, 0.5]
         return Qwen3VLProcessor(
-            image_processor=Qwen2VLImageProcessor(size=pixels, patch_size=16),
+            image_processor=Qwen2VLImageProcessor(
+                size=pixels, patch_size=16, image_mean=half, image_std=half
+            ),
             tokenizer=tokenizer,
             video_processor=Qwen3VLVideoProcessor(size=pixels),
             chat_template=CHAT_TEMPLATE,
@@ -124,6 +139,7 @@ def build_qwen3_config(tokenizer, *, hidden_size: int = 64, layers: int = 2, siz
             "vocab_size": len(tokenizer),
             **text,
             "head_dim": head_dim,
+            "max_position_embeddings": 262144,  # Qwen3-VL-8B-Instruct's
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": sections,
                                 "mrope_interleaved": True},
             "bos_token_id": ids["<|endoftext|>"],
@@ -177,7 +193,7 @@ def build_config(
         "num_hidden_layers": layers,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "max_position_embeddings": 32768,
+        "max_position_embeddings": 128000,  # Qwen2.5-VL-7B-Instruct's (vLLM caps --max-model-len by it)
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
@@ -237,7 +253,7 @@ def make_tiny_model(
     if size is not None and size not in SIZES:
         raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     out = Path(out)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(family)
     torch.manual_seed(seed)
     if family == "qwen3-vl":
         model = Qwen3VLForConditionalGeneration(

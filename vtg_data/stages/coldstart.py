@@ -43,6 +43,7 @@ from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.coldstart_import import import_traces
 from vtg_data.stages.coldstart_rules import RULE_ORDER, RuleContext, RuleOptions, Trace, apply_rules
 from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
+from vtg_data.stages.failures import group_failures
 from vtg_data.tables import load_rows
 from vtg_data.video import SamplingPolicy
 
@@ -254,6 +255,7 @@ def build_coldstart(
         "unmatched_examples": unmatched[:20],
         "ambiguous_examples": imported.ambiguous[:20] if imported else [],
         "generation_failures": dict(list(generation_failed.items())[:20]),
+        "failures": group_failures(generation_failed),
         "outputs": [str(p.relative_to(cfg.out)) for p in written],
         "seconds": round(time.perf_counter() - start, 3),
     }

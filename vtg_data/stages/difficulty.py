@@ -36,6 +36,7 @@ from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, backend_notes
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
+from vtg_data.stages.failures import group_failures
 from vtg_data.tables import load_rows
 from vtg_data.video import SamplingPolicy
 
@@ -232,6 +233,7 @@ def score_difficulty(
         results = [score_shard(k, rows, backend, cfg, progress) for k, rows in shards.items()]
     table = read_scores(cfg.out)
     ok = table.filter(pa.compute.equal(table["status"], "ok")) if table.num_rows else table
+    failed = table.filter(pa.compute.equal(table["status"], "failed")) if table.num_rows else table
     manifest = {
         "stage": "score-difficulty",
         "toolkit_version": __version__,
@@ -256,6 +258,9 @@ def score_difficulty(
                 sum(sum(s != "ok" for s in statuses) for statuses in ok["parse_status"].to_pylist())
             ),
         },
+        "failures": group_failures(
+            dict(zip(failed["uid"].to_pylist(), failed["error"].to_pylist(), strict=True))
+        ),
         "mean_iou_histogram": histogram(ok["mean_iou"].to_pylist()) if ok.num_rows else [],
         "seconds": round(time.perf_counter() - start, 3),
     }

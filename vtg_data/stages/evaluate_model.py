@@ -45,6 +45,7 @@ from vtg_data.lvlm import (
     backend_notes,
     make_backend,
 )
+from vtg_data.stages.failures import group_failures
 from vtg_data.tables import load_rows as load_table_rows
 from vtg_data.video import SamplingPolicy, plan_sampling, stream_info
 from vtg_data.video.decode import DecodeError
@@ -207,6 +208,7 @@ def run_model_eval(
             {"file": t, "sha256": sha256_file(Path(t))} for t in dict.fromkeys(r["_table"] for r in rows)
         ],
         "limit": cfg.limit,
+        "failures": group_failures(failed),
         "seconds": round(time.perf_counter() - start, 3),
     }
     metrics = {k: round(v, 2) for k, v in report["overall"].items() if k not in ("n", "parse_failures")}

@@ -188,7 +188,8 @@ class Run:
         several processes then take exactly the step one process would."""
         return self.accelerator.num_processes / max(self.total(tokens), 1.0)
 
-    def steps(self, cfg, per_step: int, last: int, *, sft: bool, keep_clip: bool = False):
+    def steps(self, cfg, per_step: int, last: int, *, sft: bool, keep_clip: bool = False,
+              start_method: str | None = None):  # fmt: skip
         """This process's share of steps ``start_step``..``last - 1`` from a loader whose workers
         decode and prepare ahead (``cfg.workers``, ``cfg.prefetch``): an ``SFTStep`` per step for
         SFT (micro-batches collated in the worker), else the list of prepared examples."""
@@ -199,7 +200,7 @@ class Run:
         collate_fn = (
             SFTCollator(self.backend.processor.tokenizer.pad_token_id, cfg.micro_batch) if sft else None
         )
-        return step_loader(dataset, batches, cfg.workers, cfg.prefetch, collate_fn)
+        return step_loader(dataset, batches, cfg.workers, cfg.prefetch, collate_fn, start_method)
 
     def evaluate(self, cfg) -> dict[str, float]:
         return evaluate_examples(self.backend, self.inputs, self.held_out, cfg.eval_max_tokens,
@@ -291,7 +292,8 @@ def start_run(cfg, stage: str, per_step: int, backend=None, with_reference: bool
         # the checkpoint's generation config is never the sampling distribution: say what it would have set
         config = {"stage": stage, "config": jsonable(asdict(cfg)), "started_from": source,
                   "processes": accelerator.num_processes, "sharded": backend.synced_gpus,
-                  "checkpoint_generation_config_ignored": backend.checkpoint_sampling}  # fmt: skip
+                  "checkpoint_generation_config_ignored": backend.checkpoint_sampling,
+                  "positions": backend.positions or "the model's own"}  # fmt: skip
         write_json_atomic(cfg.out / "config.json", config)
         log = MetricsLog(cfg.out / "metrics.jsonl")
     return Run(accelerator, backend, model, optimizer, scheduler, parameters, examples, held_out, inputs,

@@ -327,9 +327,11 @@ class SFTCollator:
 
 
 def step_loader(dataset: PreparedExamples, batches: StepBatches, workers: int = 2, prefetch: int = 2,
-                collate_fn=None):  # fmt: skip
+                collate_fn=None, start_method: str | None = None):  # fmt: skip
     """The steps' prepared examples (or what ``collate_fn`` makes of them), ``workers`` processes
-    preparing up to ``prefetch`` steps each ahead (0 workers: prepared here when the step asks)."""
+    preparing up to ``prefetch`` steps each ahead (0 workers: prepared here when the step asks).
+    ``start_method`` (``spawn``) starts the workers afresh instead of forking this process: needed
+    beside threads a fork would copy mid-call (an in-process vLLM engine's)."""
     options: dict[str, Any] = {
         "num_workers": workers,
         "collate_fn": collate_fn or _as_list,
@@ -337,6 +339,8 @@ def step_loader(dataset: PreparedExamples, batches: StepBatches, workers: int = 
     }
     if workers:
         options |= {"prefetch_factor": prefetch, "worker_init_fn": _worker_setup, "persistent_workers": False}
+        if start_method:
+            options["multiprocessing_context"] = multiprocessing.get_context(start_method)
     return torch.utils.data.DataLoader(dataset, **options)
 
 

@@ -14,6 +14,7 @@ temperature 1.0, entropy 1e-3).
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams
 from vtg_data.lvlm.sampling import policy_logprobs
 from vtg_data.train.options import TrainData, TrainerOptions, batch_key
-from vtg_data.train.rollouts import BATCHINGS
+from vtg_data.train.rollouts import BATCHINGS, SYNC_CHECKS
 from vtg_data.video import SamplingPolicy
 
 
@@ -52,6 +53,9 @@ class GRPOConfig(TrainerOptions):
     rollouts: str = "hf"  # hf: the policy samples itself; vllm: an in-process vLLM engine, synced every step
     vllm_gpu_memory: float = 0.3  # the engine's share of the GPU memory (the trainer needs the rest)
     vllm_max_model_len: int | None = None
+    vllm_options: str | None = None  # more engine arguments, a JSON object
+    vllm_check_sync: str = "first"  # first | every | off: the engine's answer checked against the trainer's
+    vllm_sync_tolerance: float = 0.1  # largest log-probability difference a landed sync may show
     rollout_batching: str = "padded"  # hf rollouts: one left-padded batch, or one batch per prompt length
     save_every: int = 50
 
@@ -67,6 +71,12 @@ class GRPOConfig(TrainerOptions):
             raise ValueError(f"rollouts must be 'hf' or 'vllm', not {self.rollouts!r}")
         if self.rollout_batching not in BATCHINGS:
             raise ValueError(f"rollout_batching must be one of {BATCHINGS}")
+        if self.vllm_check_sync not in SYNC_CHECKS:
+            raise ValueError(f"vllm_check_sync must be one of {SYNC_CHECKS}")
+        if self.vllm_options:
+            options = json.loads(self.vllm_options)
+            if not isinstance(options, dict):
+                raise ValueError("vllm_options must be a JSON object of vLLM engine arguments")
 
 
 PRESET_CONFIGS = {
@@ -155,6 +165,14 @@ def _reference_logps(run, batch: dict, mask: torch.Tensor, **distribution) -> to
         return _token_logps(run.model, batch, mask, **distribution)[0]
 
 
+def sync_check(engine) -> dict:
+    """This step's check of the weight sync (``VLLMRollouts.check_sync``), for the step's record."""
+    checks = getattr(engine, "sync_checks", None)
+    if not checks or checks[-1]["sync"] != engine.syncs:
+        return {}
+    return {"sync_route": engine.sync_route, "sync_check": checks[-1]}
+
+
 def make_rollouts(cfg: GRPOConfig, run):
     """The rollout engine of a run (``cfg.rollouts``)."""
     from vtg_data.train.rollouts import PolicyRollouts, VLLMRollouts
@@ -170,7 +188,9 @@ def make_rollouts(cfg: GRPOConfig, run):
     # the engine loads a full model; the first sync brings the adapted weights
     source = adapter_base(run.source) if is_adapter_folder(run.source) else run.source
     return VLLMRollouts(source, run.backend.processor, run.backend.suppress_tokens,
-                        gpu_memory_utilization=cfg.vllm_gpu_memory, max_model_len=cfg.vllm_max_model_len)  # fmt: skip
+                        gpu_memory_utilization=cfg.vllm_gpu_memory, max_model_len=cfg.vllm_max_model_len,
+                        engine_options=json.loads(cfg.vllm_options) if cfg.vllm_options else None,
+                        check_sync=cfg.vllm_check_sync, sync_tolerance=cfg.vllm_sync_tolerance)  # fmt: skip
 
 
 def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> dict[str, Any]:
@@ -208,7 +228,8 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
     began = time.perf_counter()
     # this process's prompts of each step (each prompt's group stays whole), prepared ahead by the
     # loader's workers; the frames themselves only for an engine that decodes from them (vLLM)
-    loader = run.steps(cfg, cfg.prompts_per_step, last, sft=False, keep_clip=engine.needs_clips)
+    loader = run.steps(cfg, cfg.prompts_per_step, last, sft=False, keep_clip=engine.needs_clips,
+                       start_method=getattr(engine, "worker_start_method", None))  # fmt: skip
     for step, items in zip(range(run.start_step, last), loader, strict=True):
         step_began = time.perf_counter()
         scheduled = run.examples.uids(batch_indices(len(run.examples), cfg.prompts_per_step, step, cfg.seed))
@@ -295,6 +316,7 @@ def train_grpo(cfg: GRPOConfig, progress=None, backend=None, rollouts=None) -> d
             **cache_counts(run, items),
             "rollout_seconds": round(rolled_out - step_began, 3),  # the weight sync included
             "sync_seconds": round(synced - syncing, 3),
+            **sync_check(engine),
             "update_seconds": round(time.perf_counter() - rolled_out, 3),
             "seconds": round(time.perf_counter() - began, 3),
         }

@@ -7,10 +7,20 @@ the trainer built, so the two must agree: the vLLM engine's prompt tokens are co
 trainer's and a difference stops the run (it would train on rollouts of another prompt).
 
 vLLM's copy is refreshed before every step's rollouts: the policy's weights, named as a checkpoint
-names them and with LoRA deltas merged (the policy itself is not touched), are loaded into the
-engine's model in place, and its prefix cache is dropped (cached prompts were computed with the old
-weights). The engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so the weights
-pass by reference, on the same GPU, in ``gpu_memory_utilization`` of its memory.
+names them and with LoRA deltas merged (the policy itself is not touched), go through vLLM's own
+route for RL trainers, the workers' ``reload_weights`` (``model_executor/model_loader/reload``: each
+layer is loaded as from a checkpoint and then processed again, so kernels that repack weights after
+loading, as the CPU build's do, get the new ones), which also drops the encoder and multimodal
+caches; the prefix cache is dropped here (cached prompts were computed with the old weights). A
+version without that route gets the weights through the model's ``load_weights``. ``check_sync``
+then compares the engine's greedy answer to one prompt, token by token with its log-probabilities,
+with the trainer's model on the same tokens: a sync that did not land stops the run.
+
+The engine runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so the weights pass by
+reference, on the same GPU, in ``gpu_memory_utilization`` of its memory. Its threads make forking
+unsafe (a data-loading worker forked beside them can hang for good inside an OpenMP call), so the
+trainer starts its data-loading workers by ``spawn`` when this engine is in use
+(``worker_start_method``).
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ class PolicyRollouts:
 
     name = "hf"
     needs_clips = False
+    worker_start_method = None  # fork: nothing here forbids it
 
     def __init__(self, backend, batching: str = "padded"):
         if batching not in BATCHINGS:
@@ -126,19 +137,33 @@ def same_prompt(ours: list[int], theirs: list[int], video_token: int | None) -> 
     return collapsed(theirs) == theirs and collapsed(ours) == theirs
 
 
+SYNC_CHECKS = ("first", "every", "off")
+
+
+class SyncNotLanded(RuntimeError):
+    """The engine answers otherwise than the trainer's model after a weight sync."""
+
+
 class VLLMRollouts:
     """Rollouts from a vLLM engine in this process; ``sync`` before each step's rollouts.
 
     ``llm`` and ``sampling`` are for an engine built elsewhere (by default ``vllm.LLM`` and
-    ``vllm.SamplingParams``).
+    ``vllm.SamplingParams``). ``check_sync``: after the first sync (default), after every one, or
+    never, the engine's greedy answer to a step's first prompt is scored by the trainer's model;
+    a log-probability further than ``sync_tolerance`` from the engine's stops the run (float32 on
+    both sides agree to about 1e-5; bfloat16 kernels differ more, hence the default).
     """
 
     name = "vllm"
     needs_clips = True  # the engine runs its own processor on the frames
+    worker_start_method = "spawn"  # the engine's threads make a fork unsafe
 
     def __init__(self, model: str, processor, suppress_tokens: Sequence[int], *, gpu_memory_utilization: float = 0.3,
                  max_model_len: int | None = None, engine_options: dict | None = None, llm: Any = None,
-                 sampling: Callable[..., Any] | None = None):  # fmt: skip
+                 sampling: Callable[..., Any] | None = None, check_sync: str = "first",
+                 sync_tolerance: float = 0.1, check_tokens: int = 16):  # fmt: skip
+        if check_sync not in SYNC_CHECKS:
+            raise ValueError(f"check_sync must be one of {SYNC_CHECKS}")
         if llm is None or sampling is None:
             # in-process engine: its collective calls run here, so weights pass by reference (with
             # the engine in another process every sync would pickle the whole model)
@@ -161,19 +186,98 @@ class VLLMRollouts:
         self.processor = processor
         self.suppress = {int(t): -100.0 for t in suppress_tokens}
         self.video_token = getattr(processor, "video_token_id", None)
+        self.check_sync = check_sync
+        self.sync_tolerance = sync_tolerance
+        self.check_tokens = check_tokens
         self.syncs = 0
+        self.sync_route = ""
+        self.sync_checks: list[dict] = []  # one per checked sync: step, tokens, largest difference
+        self._pending_check = False
 
     def sync(self, model) -> None:
-        weights = policy_weights(model)
-        self.llm.apply_model(lambda engine_model: engine_model.load_weights(list(weights.items())))
+        weights = list(policy_weights(model).items())
+        try:
+            self.llm.collective_rpc(
+                "reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True}
+            )
+            self.sync_route = "reload_weights"
+        except (AttributeError, NotImplementedError) as error:
+            if "reload_weights" not in str(error) and not isinstance(error, NotImplementedError):
+                raise
+            # a vLLM without the reload route: the model's own loader, as at start-up
+            self.llm.apply_model(lambda engine_model: engine_model.load_weights(weights))
+            self.sync_route = "load_weights"
         self.llm.reset_prefix_cache()  # cached prompt states were computed with the old weights
         self.syncs += 1
+        self._model = model
+        self._pending_check = self.check_sync == "every" or (self.check_sync == "first" and self.syncs == 1)
+
+    def _check_prompt(self, request, prompt: dict, output) -> None:
+        """The engine's prompt tokens must be the trainer's: rollouts of another prompt cannot be
+        trained on."""
+        ours = prompt["input_ids"][0].tolist()
+        theirs = list(output.prompt_token_ids or [])
+        if not same_prompt(ours, theirs, self.video_token):
+            at = next(
+                (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
+                min(len(ours), len(theirs)),
+            )
+            raise ValueError(
+                f"{request.uid}: the vLLM engine built another prompt than the trainer ({len(theirs)} tokens "
+                f"against {len(ours)}, first difference at token {at}); its rollouts cannot be trained on"
+            )
+
+    def verify(self, request, clip, prompt: dict, model) -> dict:
+        """The engine's greedy tokens for one prompt and their log-probabilities, against the
+        trainer's model scoring the same tokens after the trainer's own prompt tokens."""
+        from vtg_data.lvlm.vllm_engine import vllm_request
+
+        greedy = self.sampling(n=1, temperature=0.0, max_tokens=self.check_tokens, logprobs=0, seed=0)
+        output = self.llm.generate([vllm_request(self.processor, request, clip)], greedy, use_tqdm=False)[0]
+        self._check_prompt(request, prompt, output)
+        completion = output.outputs[0]
+        tokens = list(completion.token_ids)
+        engine = [
+            float(entry[token].logprob) for entry, token in zip(completion.logprobs, tokens, strict=True)
+        ]
+        device = next(model.parameters()).device
+        ids = torch.cat([prompt["input_ids"], torch.tensor([tokens])], dim=1).to(device)
+        inputs = {k: v.to(device) for k, v in prompt.items() if k not in ("input_ids", "attention_mask")}
+        if "mm_token_type_ids" in inputs:
+            inputs["mm_token_type_ids"] = torch.cat(
+                [inputs["mm_token_type_ids"], torch.zeros(1, len(tokens), dtype=inputs["mm_token_type_ids"].dtype,
+                                                          device=device)], dim=1)  # fmt: skip
+        was_training = model.training
+        model.eval()
+        inner = next((m for m in model.modules() if "rope_deltas" in vars(m)), None)
+        if inner is not None:
+            inner.rope_deltas = None
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), **inputs).logits[0].float()
+        model.train(was_training)
+        start = prompt["input_ids"].shape[1]
+        scored = torch.log_softmax(logits[start - 1 : start - 1 + len(tokens)], dim=-1)
+        trainer = [float(scored[i, token]) for i, token in enumerate(tokens)]
+        argmax_same = all(int(scored[i].argmax()) == token for i, token in enumerate(tokens))
+        largest = max((abs(a - b) for a, b in zip(engine, trainer, strict=True)), default=0.0)
+        return {"uid": request.uid, "tokens": len(tokens), "largest_logprob_difference": round(largest, 6),
+                "same_greedy_tokens": argmax_same, "text": self.processor.tokenizer.decode(tokens)}  # fmt: skip
 
     def sample(
         self, batch: Sequence[tuple], params: GenerationParams, prompts: Sequence[dict]
     ) -> list[torch.Tensor]:
         from vtg_data.lvlm.vllm_engine import vllm_request, vllm_sampling
 
+        if self._pending_check and batch:
+            self._pending_check = False
+            check = self.verify(batch[0][0], batch[0][1], prompts[0], self._model) | {"sync": self.syncs}
+            self.sync_checks.append(check)
+            if check["largest_logprob_difference"] > self.sync_tolerance:
+                raise SyncNotLanded(
+                    f"after weight sync {self.syncs} ({self.sync_route}) the vLLM engine's greedy answer to "
+                    f"{check['uid']} differs from the trainer's model: log-probabilities up to "
+                    f"{check['largest_logprob_difference']:.4f} apart (tolerance {self.sync_tolerance})"
+                )
         tokenizer = self.processor.tokenizer
         eos = tokenizer.eos_token_id
         sampling = self.sampling(**vllm_sampling(params, logit_bias=self.suppress or None))
@@ -181,17 +285,7 @@ class VLLMRollouts:
                                     use_tqdm=False)  # fmt: skip
         rows = []
         for (request, _), prompt, output in zip(batch, prompts, outputs, strict=True):
-            ours = prompt["input_ids"][0].tolist()
-            theirs = list(output.prompt_token_ids or [])
-            if not same_prompt(ours, theirs, self.video_token):
-                at = next(
-                    (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
-                    min(len(ours), len(theirs)),
-                )
-                raise ValueError(
-                    f"{request.uid}: the vLLM engine built another prompt than the trainer ({len(theirs)} tokens "
-                    f"against {len(ours)}, first difference at token {at}); its rollouts cannot be trained on"
-                )
+            self._check_prompt(request, prompt, output)
             for completion in output.outputs:
                 ids = list(completion.token_ids)
                 if eos in ids:
