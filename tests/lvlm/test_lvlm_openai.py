@@ -116,8 +116,9 @@ def test_whole_file_modes_leave_the_frames_to_the_server(server, video, tmp_path
     (response,) = backend(server, video_mode="data_url").generate(
         [req("c", video, "yo")], GenerationParams(max_tokens=4)
     )
-    assert response.ok and response.video == {"sent": "file", "fps_asked": 2.0}
-    assert server.bodies[-1]["media_io_kwargs"] == {"video": {"num_frames": -1}}
+    assert response.ok and response.video == {"sent": "file", "fps_asked": 2.0, "max_frames_asked": 8}
+    assert server.bodies[-1]["media_io_kwargs"] == {"video": {"fps": 2.0, "num_frames": 8}}
+    assert server.bodies[-1]["mm_processor_kwargs"] == {"do_sample_frames": False}
     assert told_length(server.seen[-1]) == pytest.approx(3.0, abs=0.1)
 
 
@@ -181,14 +182,18 @@ def test_the_model_is_told_the_true_length_of_a_long_video(server, long_video):
     assert checks == {"exact_checks": [], "unchecked_reason": None}
 
 
-def test_whole_file_upload_to_a_default_server_shows_32_frames_at_the_asked_rate(tiny_model, long_video):
-    """The failure this backend's frames mode avoids: vLLM's 32-frame loader and a rate of 2 fps."""
+def test_whole_file_upload_to_a_server_reading_launch_kwargs_shows_32_frames_at_their_times(
+    tiny_model, long_video
+):
+    """A server that takes media kwargs from its launch only keeps its loader's 32 frames (what the
+    frames mode avoids); the processor times them by the loader's metadata, not by a rate asked."""
     with VLLMServer.launched(TRUSTING, tiny_model, request_media_io=False) as server:
         (response,) = backend(server, timeout=60, video_mode="data_url").generate(
             [req("long", long_video, "when", LONG)], GenerationParams(max_tokens=4)
         )
     assert response.ok and server.seen[-1]["frames_seen"] == 32
-    assert told_length(server.seen[-1]) == pytest.approx(16.0)  # a 28.7-s video told as 16 s
+    duration = stream_info(long_video).duration
+    assert told_length(server.seen[-1]) == pytest.approx(duration, abs=0.1)  # 32 frames over 28.7 s
 
 
 def test_a_server_that_drops_frames_stops_the_run_with_the_launch_flag(tiny_model, long_video, video):

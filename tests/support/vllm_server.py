@@ -29,6 +29,14 @@ reasoning parsers), not from what the client expects:
 - ``--reasoning-parser``: the text before ``</think>`` goes to ``message.reasoning_content``;
 - ``usage.prompt_tokens`` counts the prompt as processed (video tokens included).
 
+Where it is known to differ from vLLM 0.32 (tests/vllm_real holds it to the real server):
+- whole-file uploads: the frame count follows ``media_io_kwargs`` ``num_frames``/``fps`` as
+  ``VideoMediaIO`` reads them (checked: vLLM's loader called directly gives these counts), but the
+  served path was measured giving other counts for the same request (for example 20 frames of a
+  13-s video asked at 2 fps and at most 16; a request without media kwargs gets about 1.2 fps);
+  answers to whole-file requests are therefore not compared, only accepted;
+- sampling at temperature > 0 draws other tokens than vLLM's sampler for the same seed.
+
 Every request's record (``server.seen``) says what the model was shown: frames, the fps it was
 told, the frame size, the sampling it ran with. ``faults``/``broken`` inject failures per query text.
 """
@@ -134,12 +142,15 @@ class VLLMServer(LoopbackServer):
         slow_seconds: float = 3.0,
     ):
         import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+        from transformers import AutoProcessor, GenerationConfig
+
+        from vtg_data.lvlm.hf import load_model
 
         self.torch = torch
         self.model_dir = Path(model_dir)
         self.processor = AutoProcessor.from_pretrained(str(model_dir))
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
+        # the model as vLLM runs it: Qwen2.5-VL's reference multimodal positions (lvlm.positions)
+        self.model = load_model(model_dir).eval()
         checkpoint = self.model.generation_config
         # the engine stops on the checkpoint's end tokens; everything else about sampling comes
         # from the request, or from the defaults below
@@ -203,8 +214,10 @@ class VLLMServer(LoopbackServer):
                 try:
                     return self.reply(200, server.complete(body))
                 except RequestError as exc:
+                    # vLLM's validation errors name their parameter at the end of the message
+                    message = f"{exc} (parameter={exc.param})" if exc.param else str(exc)
                     error = {
-                        "message": str(exc),
+                        "message": message,
                         "type": "BadRequestError",
                         "param": exc.param,
                         "code": exc.status,

@@ -48,6 +48,11 @@ class StandInEngine:
         self.edit_prompt = edit_prompt or (lambda text: text)
         self.loaded: list[dict] = []
         self.resets = 0
+        self.encoder_resets = 0
+        self.llm_engine = self  # vLLM's LLM.llm_engine: the engine's own calls
+
+    def reset_encoder_cache(self) -> None:
+        self.encoder_resets += 1
 
     def apply_model(self, function):
         return [function(_WeightLoader(self))]

@@ -65,16 +65,36 @@ def test_readme_launch_line_serves_eval_difficulty_and_a_cold_start(line, corpus
         assert manifest["failures"] == []
 
 
-def test_a_server_launched_without_the_trust_flag_stops_eval_at_once_naming_it(corpus, qwen25, tmp_path):
-    """vLLM 0.32 as it ships: the client's per-request kwargs are refused; eval stops at the first
-    answer with the flag to add and exits non-zero."""
-    line = lines_by_model()[0]
-    with served(line, qwen25, tmp_path, drop=("--trust-request-mm-kwargs",)) as server:
-        result = vtg_data("eval", "--model", server.name, "--data", str(corpus / "three.parquet"),
+def test_without_the_trust_flag_eval_stops_at_once_and_the_stand_in_refuses_alike(corpus, qwen25, tmp_path):
+    """vLLM 0.32 as it ships refuses the client's per-request kwargs: eval stops at the first answer
+    with the flag to add and exits non-zero. The stand-in launched the same way answers the same
+    bodies with the same status, error type, parameter and message."""
+    import httpx
+    from vllm_server import VLLMServer
+
+    line = lines_by_model()[0].replace(" --trust-request-mm-kwargs", "")
+    body = {"model": "Qwen/Qwen2.5-VL-7B-Instruct", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 2}  # fmt: skip
+    variants = [
+        body | {"mm_processor_kwargs": {"fps": 2.0}},
+        body | {"media_io_kwargs": {"video": {"num_frames": -1}}},
+    ]
+    with served(line, qwen25, tmp_path) as real, VLLMServer.launched(line, qwen25) as standin:
+        result = vtg_data("eval", "--model", real.name, "--data", str(corpus / "three.parquet"),
                           "--video-root", str(corpus / "videos"), "--out", str(tmp_path / "eval"), "--backend",
-                          "openai", "--base-url", server.url, "--concurrency", "1", "--max-tokens", "8", *SMALL)  # fmt: skip
-        refusals = server.log.read_text().count('"POST /v1/chat/completions HTTP/1.1" 400')
+                          "openai", "--base-url", real.url, "--concurrency", "1", "--max-tokens", "8", *SMALL)  # fmt: skip
+        refusals = real.log.read_text().count('"POST /v1/chat/completions HTTP/1.1" 400')
+        answers = [httpx.post(url + "/chat/completions", json=v, timeout=120) for url in (real.url, standin.url)
+                   for v in variants]  # fmt: skip
     assert result.returncode != 0
     output = " ".join((result.stdout + result.stderr).split())
     assert "--trust-request-mm-kwargs" in output and "mm_processor_kwargs are disabled" in output
     assert refusals == 1  # stopped at the first refusal, not one per row
+    assert [a.status_code for a in answers] == [400, 400, 400, 400]
+    real_errors, standin_errors = (
+        [a.json()["error"] for a in answers[:2]],
+        [a.json()["error"] for a in answers[2:]],
+    )
+    for ours, theirs in zip(standin_errors, real_errors, strict=True):
+        assert (ours["message"], ours["type"], ours["param"], ours["code"]) == (
+            theirs["message"], theirs["type"], theirs["param"], theirs["code"])  # fmt: skip

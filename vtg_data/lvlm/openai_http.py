@@ -12,8 +12,10 @@ server's defaults:
 - ``video_mode="frames"`` (default): the client decodes each video once with the same sampling
   plan and frame cache as the other backends and sends the plan's frames as one ``video/jpeg``
   video, told their real rate (``lvlm.served_video``); ``data_url``/``file_url`` upload the whole
-  file and leave the frames to the server (``mm_processor_kwargs`` asks it to sample at the
-  policy's fps, Qwen3-VL's documented route).
+  file and leave the frames to the server: its loader samples at the policy's fps, at most
+  ``max_frames`` (``media_io_kwargs``), and its processor takes them as sampled, timed by the
+  loader's metadata (``do_sample_frames`` false: vLLM 0.32 refuses a request whose processor
+  would sample again what its loader already sampled).
 - Every sampling field is in the body (temperature, top_p, top_k, min_p, repetition and
   presence/frequency penalties, seed, n): vLLM fills each field a request leaves out from the
   checkpoint's ``generation_config.json`` (Qwen2.5-VL-7B-Instruct: top_k 1, i.e. greedy).
@@ -214,9 +216,11 @@ class OpenAIBackend(InferenceBackend):
         if video and request.video is not None and self.api_fields == "full":
             if payload is not None:
                 body.update(payload["kwargs"])
-            else:  # the server samples the file: at the policy's fps, every frame read first
-                body["mm_processor_kwargs"] = {"fps": request.policy.fps, "do_sample_frames": True}
-                body["media_io_kwargs"] = {"video": {"num_frames": -1}}
+            else:  # the server's loader samples the file at the policy's rate; its processor keeps them
+                body["mm_processor_kwargs"] = {"do_sample_frames": False}
+                body["media_io_kwargs"] = {
+                    "video": {"fps": request.policy.fps, "num_frames": request.policy.max_frames}
+                }
         if self.response_format is not None:
             body["response_format"] = self.response_format
         body.update(self.extra_body)
@@ -332,7 +336,11 @@ class OpenAIBackend(InferenceBackend):
         start = time.perf_counter()
         shown = payload["video"] if payload is not None else None
         if shown is None and request.video is not None:
-            shown = {"sent": "file", "fps_asked": request.policy.fps}
+            shown = {
+                "sent": "file",
+                "fps_asked": request.policy.fps,
+                "max_frames_asked": request.policy.max_frames,
+            }
         try:
             if self.n_mode == "param":
                 texts, prompt_tokens = await self._call(client, request, params, params.n, limit, payload)

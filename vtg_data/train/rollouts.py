@@ -11,7 +11,8 @@ names them and with LoRA deltas merged (the policy itself is not touched), go th
 route for RL trainers, the workers' ``reload_weights`` (``model_executor/model_loader/reload``: each
 layer is loaded as from a checkpoint and then processed again, so kernels that repack weights after
 loading, as the CPU build's do, get the new ones), which also drops the encoder and multimodal
-caches; the prefix cache is dropped here (cached prompts were computed with the old weights). A
+caches on the worker; the scheduler's encoder cache and the prefix cache are dropped here (cached
+vision embeddings and prompts were computed with the old weights). A
 version without that route gets the weights through the model's ``load_weights``. ``check_sync``
 then compares the engine's greedy answer to one prompt, token by token with its log-probabilities,
 with the trainer's model on the same tokens: a sync that did not land stops the run.
@@ -207,7 +208,13 @@ class VLLMRollouts:
             # a vLLM without the reload route: the model's own loader, as at start-up
             self.llm.apply_model(lambda engine_model: engine_model.load_weights(weights))
             self.sync_route = "load_weights"
-        self.llm.reset_prefix_cache()  # cached prompt states were computed with the old weights
+        # vision embeddings and prompt states cached by the scheduler were computed with the old
+        # weights: the worker's reload drops its encoder outputs, the scheduler must forget them too
+        # (vLLM 0.32 otherwise asks the worker for an embedding it no longer has: "Encoder cache miss")
+        engine = getattr(self.llm, "llm_engine", None)
+        if hasattr(engine, "reset_encoder_cache"):
+            engine.reset_encoder_cache()
+        self.llm.reset_prefix_cache()
         self.syncs += 1
         self._model = model
         self._pending_check = self.check_sync == "every" or (self.check_sync == "first" and self.syncs == 1)
@@ -261,7 +268,8 @@ class VLLMRollouts:
         argmax_same = all(int(scored[i].argmax()) == token for i, token in enumerate(tokens))
         largest = max((abs(a - b) for a, b in zip(engine, trainer, strict=True)), default=0.0)
         return {"uid": request.uid, "tokens": len(tokens), "largest_logprob_difference": round(largest, 6),
-                "same_greedy_tokens": argmax_same, "text": self.processor.tokenizer.decode(tokens)}  # fmt: skip
+                "engine_logprob_sum": round(sum(engine), 6), "same_greedy_tokens": argmax_same,
+                "text": self.processor.tokenizer.decode(tokens)}  # fmt: skip
 
     def sample(
         self, batch: Sequence[tuple], params: GenerationParams, prompts: Sequence[dict]
