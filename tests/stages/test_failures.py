@@ -33,7 +33,9 @@ def test_messages_that_differ_only_by_row_are_one_reason():
 
 
 @pytest.mark.parametrize("stage", ["eval", "score-difficulty", "build coldstart"])
-def test_a_stage_where_every_row_failed_exits_non_zero_with_the_reasons(stage, synthetic_root, tiny_model, tmp_path):
+def test_a_stage_where_every_row_failed_exits_non_zero_with_the_reasons(
+    stage, synthetic_root, tiny_model, tmp_path
+):
     """Every video missing (another --video-root): each stage writes its run folder, says why the
     rows failed (one reason, its count, the first message) and exits 1."""
     table = str(synthetic_root / "normalized/synthetic/test.parquet")
