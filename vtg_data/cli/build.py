@@ -66,13 +66,40 @@ RLSET = Group(RLConfig, skip={"quotas": "--quota SOURCE=N (repeatable)"}, rename
                     "size": "Total rows to keep."})  # fmt: skip
 
 
+def print_projection(report: dict) -> None:
+    """A dry run's tokens per sample and what the whole table would take."""
+    per, projected = report["per_sample"], report["projected"]
+    table = Table(
+        title=f"dry run: {report['answered']} of {report['samples_asked']} samples answered by {report['model']}"
+    )
+    for column in ("", "prompt tokens", "output tokens", "thinking tokens", "cost (USD)", "time"):
+        table.add_column(column, justify="left" if not column else "right")
+    price = report["price"]
+    spent = report["spent"]["cost_usd"]
+    table.add_row("per sample", f"{per['prompt_tokens']:,.0f}", f"{per['output_tokens']:,.0f}",
+                  f"{per['thought_tokens']:,.0f}", "", f"{per['seconds']:.1f} s")  # fmt: skip
+    cost = f"{projected['cost_usd']:,.2f}" if projected["cost_usd"] is not None else "no price"
+    table.add_row(f"all {report['table_samples']:,} samples", f"{projected['prompt_tokens']:,}",
+                  f"{projected['output_tokens']:,}", f"{projected['thought_tokens']:,}", cost,
+                  f"{projected['hours']:,.1f} h at concurrency {projected['concurrency']}")  # fmt: skip
+    out.print(table)
+    if price:
+        console.print(f"price: {price['input_per_million']} / {price['output_per_million']} USD per million "
+                      f"input / output tokens ({price['source']}); this dry run spent {spent:.4f} USD")  # fmt: skip
+    else:
+        console.print("no price known for this model: give --price-input and --price-output")
+
+
 def register(app: typer.Typer, build_app: typer.Typer) -> None:
     coldstart_flags, difficulty_flags, rl_flags = flags(COLDSTART), flags(DIFFICULTY), flags(RLSET)
 
     def run_coldstart(ctx: typer.Context, values: dict) -> None:
+        from vtg_data.lvlm.pricing import BudgetReached
         from vtg_data.lvlm.served_video import ServerMismatch
         from vtg_data.stages.coldstart import build_coldstart
         from vtg_data.stages.coldstart_rules import RULE_ORDER
+
+        teacher = rewriter = None
 
         try:
             disabled = set(values["disable"] or [])
@@ -88,8 +115,15 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
                         if values["rewrite_model"] else None)  # fmt: skip
             with progress() as bar:
                 result = build_coldstart(cfg, teacher, rewriter, bar)
-        except (ValueError, FileNotFoundError, ImportError, ServerMismatch) as exc:
+        except (ValueError, FileNotFoundError, ImportError, ServerMismatch, BudgetReached) as exc:
             fail(str(exc))
+        finally:
+            for backend in (teacher, rewriter):
+                if callable(getattr(backend, "close", None)):
+                    backend.close()  # a hosted teacher's uploads are deleted here
+        if cfg.dry_run:
+            print_projection(result.manifest["dry_run"])
+            return
         overall = result.funnel["overall"]
         table = Table(
             title=f"cold-start funnel: {overall['in']} traces -> {overall['out']} accepted -> {result.rows} rows"
@@ -107,6 +141,15 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
         if rewrite:
             console.print(f"rewrites: {rewrite}")
         console.print(f"run folder: {result.out}")
+        usage = result.manifest.get("teacher_usage")
+        if usage and usage["calls"]:
+            cost = (
+                f", {usage['cost_usd']:.4f} USD"
+                if usage["cost_usd"] is not None
+                else " (no price known: --price-input/--price-output)"
+            )
+            console.print(f"teacher: {usage['calls']} calls, {usage['prompt_tokens']} prompt + "
+                          f"{usage['output_tokens'] + usage['thought_tokens']} output tokens{cost}")  # fmt: skip
         counts = result.manifest["counts"]
         asked = counts["samples"] if values["teacher_model"] else 0  # imported traces call no model
         report_failures(result.manifest["failures"], succeeded=asked - counts["generation_failed"], total=asked,
@@ -114,9 +157,9 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
 
     command(build_app, "coldstart", coldstart_flags, run_coldstart, extra=[
         option("teacher_model", str | None, None, "--teacher-model", help="Generate traces with this model."),
-        option("teacher_backend", str, "hf", "--teacher-backend", help="hf | openai | vllm | template"),
+        option("teacher_backend", str, "hf", "--teacher-backend", help="hf | openai | vllm | gemini | template"),
         option("rewrite_model", str | None, None, "--rewrite-model", help="Rewrite accepted traces with this model."),
-        option("rewrite_backend", str, "hf", "--rewrite-backend", help="hf | openai | vllm | template"),
+        option("rewrite_backend", str, "hf", "--rewrite-backend", help="hf | openai | vllm | gemini | template"),
         option("disable", list[str] | None, None, "--disable", help="Switch a rule off (repeatable)."),
         *BACKEND_OPTIONS,
     ], help="Teacher traces -> filters (with a funnel) -> optional verified rewrite -> SFT messages.")  # fmt: skip
@@ -150,7 +193,7 @@ def register(app: typer.Typer, build_app: typer.Typer) -> None:
 
     command(app, "score-difficulty", difficulty_flags, run_difficulty, extra=[
         option("model", str, ..., "--model", help="The policy: a model path or id (or a template name)."),
-        option("backend", str, "hf", "--backend", help="hf | openai | vllm"),
+        option("backend", str, "hf", "--backend", help="hf | openai | vllm | gemini"),
         *BACKEND_OPTIONS,
     ], help="k policy rollouts per sample -> IoU statistics and difficulty (resumable, sharded).")  # fmt: skip
 

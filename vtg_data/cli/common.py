@@ -127,7 +127,8 @@ def frame_cache(folder: Path | None, gib: float):
 
 def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "auto", batch_size: int = 4,
             cache=None, concurrency: int = 8, video_mode: str = "frames", family: str | None = None,
-            api_fields: str = "full", n_mode: str = "param", vllm_options: str | None = None):  # fmt: skip
+            api_fields: str = "full", n_mode: str = "param", vllm_options: str | None = None,
+            gemini: dict | None = None):  # fmt: skip
     """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
     if kind == "template":
         from vtg_data.lvlm.templates import template_backend
@@ -144,7 +145,19 @@ def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str 
     if kind == "vllm":
         return make_backend("vllm", model, decode_backend=decoder, frame_cache=cache,
                             engine_options=engine_options(vllm_options))  # fmt: skip
+    if kind == "gemini":
+        options = {k: v for k, v in (gemini or {}).items() if v is not None}
+        return make_backend("gemini", model, base_url=base_url, concurrency=concurrency, n_mode=n_mode,
+                            upload_cache=gemini_upload_cache(), **options)  # fmt: skip
     return make_backend(kind, model, decode_backend=decoder, frame_cache=cache)
+
+
+def gemini_upload_cache() -> Path:
+    """Where uploads to the Gemini Files API are remembered between runs (they live 48 h)."""
+    import os
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return root / "vtg-data" / "gemini-uploads.json"
 
 
 def engine_options(text: str | None) -> dict | None:
@@ -164,7 +177,8 @@ def engine_options(text: str | None) -> dict | None:
 
 # Options of the commands that run a model, written once.
 BACKEND_OPTIONS: list[inspect.Parameter] = [
-    option("base_url", str | None, None, "--base-url", help="openai backend: server URL (or OPENAI_BASE_URL)."),
+    option("base_url", str | None, None, "--base-url",
+           help="openai backend: server URL (or OPENAI_BASE_URL); gemini backend: another API endpoint."),
     option("concurrency", int, 8, "--concurrency", help="openai backend: requests in flight at once."),
     option("video_mode", str, "frames", "--video-mode",
            help="openai backend: frames (decode here with the frame options, send the frames as one video) | "
@@ -177,6 +191,14 @@ BACKEND_OPTIONS: list[inspect.Parameter] = [
            help="openai backend: param (n samples in one request) | repeat (n requests, seeds seed + i)."),
     option("vllm_options", str | None, None, "--vllm-options",
            help='vllm backend: engine arguments as JSON, e.g. \'{"max_model_len": 32768, "dtype": "bfloat16"}\'.'),
+    option("thinking_budget", int | None, None, "--thinking-budget",
+           help="gemini backend: thinking tokens allowed (the model's default otherwise); thoughts are kept."),
+    option("media_resolution", str | None, None, "--media-resolution",
+           help="gemini backend: low | medium | high (tokens per frame; the model's default otherwise)."),
+    option("inline_mib", float, 20.0, "--inline-mib",
+           help="gemini backend: send a video inline up to this request size, else through the Files API."),
+    option("keep_uploads", bool, False, "--keep-uploads",
+           help="gemini backend: keep uploaded videos after the run (reused for 47 h) instead of deleting them."),
     option("decoder", str, "auto", "--decoder",
            help="auto (per video the fastest backend for its codec that reads it) | decord | torchcodec | ffmpeg"),
     option("batch_size", int, 4, "--batch-size", help="hf backend: prompts per batch."),
@@ -192,6 +214,8 @@ def backend_from(values: dict, kind: str, model: str):
                    batch_size=values["batch_size"], concurrency=values["concurrency"],
                    video_mode=values["video_mode"], family=values["model_family"], api_fields=values["api_fields"],
                    n_mode=values["n_mode"], vllm_options=values["vllm_options"],
+                   gemini={"thinking_budget": values["thinking_budget"], "media_resolution": values["media_resolution"],
+                           "inline_mib": values["inline_mib"], "keep_uploads": values["keep_uploads"]},
                    cache=frame_cache(values["frame_cache"], values["frame_cache_gib"]))  # fmt: skip
 
 

@@ -79,6 +79,11 @@ HELP: dict[str, str] = {
     "scale_by_std": "Divide advantages by the group's reward std.",
     "updates_per_step": "Optimizer updates on each step's rollouts.",
     "vllm_max_model_len": "The vLLM engine's context length (default: the model's).",
+    "price_input": "USD per million prompt tokens of the teacher (default: the model's list price, if known).",
+    "price_output": "USD per million output tokens (thinking included) of the teacher.",
+    "budget": "Stop cleanly (resumable) once the teacher's answers have cost this many USD.",
+    "dry_run": "Ask the teacher about the first N samples only, then print the projected tokens, cost "
+    "and time of the whole table (the answers are kept: the full run does not pay for them again).",
     "vllm_options": "More vLLM engine arguments, a JSON object (e.g. '{\"enforce_eager\": true}').",
     "vllm_check_sync": "first | every | off: after a weight sync, score the engine's greedy answer to one "
     "prompt with the trainer's model; a difference beyond --vllm-sync-tolerance stops the run.",
@@ -87,7 +92,7 @@ HELP: dict[str, str] = {
     "engine": "local | ray (one model replica per worker).",
     "workers": "ray: model replicas.",
     "gpus_per_worker": "ray: GPUs per replica.",
-    "backend": "hf | openai | vllm",
+    "backend": "hf | openai | vllm | gemini",
     "state_duration": "Tell the model the video's length in the prompt.",
     "state_frame_times": "List the sampled frames' times in the prompt.",
 }

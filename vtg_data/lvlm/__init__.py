@@ -9,7 +9,7 @@ from vtg_data.lvlm.base import (
     backend_notes,
 )
 
-BACKENDS = ("hf", "openai", "vllm")
+BACKENDS = ("hf", "openai", "vllm", "gemini")
 
 
 def make_backend(name: str, model: str, **options) -> InferenceBackend:
@@ -26,6 +26,10 @@ def make_backend(name: str, model: str, **options) -> InferenceBackend:
         from vtg_data.lvlm.vllm_engine import VLLMBackend
 
         return VLLMBackend(model, **options)
+    if name == "gemini":
+        from vtg_data.lvlm.gemini import GeminiBackend
+
+        return GeminiBackend(model, **options)
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
 
 

@@ -82,6 +82,9 @@ class Response:
     prompt_tokens: int | None = None
     video: dict[str, Any] | None = None  # what the model was shown: frames, fps, first/last time, size
     seconds: float | None = None
+    usage: dict[str, int] | None = (
+        None  # tokens a hosted API billed: prompt_tokens, output_tokens, thought_tokens
+    )
 
     @property
     def ok(self) -> bool:

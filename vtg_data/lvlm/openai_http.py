@@ -137,6 +137,7 @@ class OpenAIBackend(InferenceBackend):
         self.check = ServerCheck(self.family) if check_server and video_mode == "frames" else None
         self._encoded: dict[str, str] = {}
         self._stop: asyncio.Event | None = None
+        self._cancelled = threading.Event()  # cancel(): no new requests (a budget reached)
         self.decoded_by: Counter = Counter()
         self._decoding = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vtg-data-openai-frames")
 
@@ -261,6 +262,7 @@ class OpenAIBackend(InferenceBackend):
             finally:
                 results.put(done)
 
+        self._cancelled.clear()
         thread = threading.Thread(target=runner, daemon=True)
         thread.start()
         while (item := results.get()) is not done:
@@ -270,6 +272,10 @@ class OpenAIBackend(InferenceBackend):
         thread.join()
         if failure:
             raise failure[0]
+
+    def cancel(self) -> None:
+        """Send no more requests (a budget reached); answers in flight still arrive."""
+        self._cancelled.set()
 
     def _groups(self, requests: list[Request]) -> dict[tuple, list[Request]]:
         """Requests by (video, frame policy on this family's grid): one decode serves a group."""
@@ -385,7 +391,7 @@ class OpenAIBackend(InferenceBackend):
         for attempt in range(self.retries + 1):
             try:
                 async with limit:  # the body (the encoded video) exists only inside the slot
-                    if self._stop is not None and self._stop.is_set():
+                    if (self._stop is not None and self._stop.is_set()) or self._cancelled.is_set():
                         raise _Stopped()
                     body = json.dumps(self.body(request, params, n, payload, video=video))
                     response = await client.post(url, content=body)

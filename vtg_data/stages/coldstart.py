@@ -39,10 +39,11 @@ from vtg_data.grounding.metrics import iou
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.leakage import video_key
 from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, backend_notes
+from vtg_data.lvlm.pricing import Spend, price_for
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.coldstart_import import import_traces
 from vtg_data.stages.coldstart_rules import RULE_ORDER, RuleContext, RuleOptions, Trace, apply_rules
-from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
+from vtg_data.stages.common import Budget, CallCache, jsonable, shard_of, write_json_atomic
 from vtg_data.stages.failures import group_failures
 from vtg_data.tables import load_rows
 from vtg_data.video import SamplingPolicy
@@ -105,6 +106,10 @@ class ColdstartConfig:
     shards: int = 4
     video_root: Path | None = None
     tokenizer: str | None = None  # a tokenizer to count trace tokens; whitespace words without one
+    price_input: float | None = None  # USD per million prompt tokens (default: the known model's list price)
+    price_output: float | None = None  # USD per million output tokens (thinking tokens included)
+    budget: float | None = None  # USD: stop cleanly when the teacher's calls have cost this much
+    dry_run: int | None = None  # ask the teacher about this many samples, then project the whole table
 
     def __post_init__(self) -> None:
         unknown = [r for r in self.rules if r not in RULE_ORDER]
@@ -114,6 +119,10 @@ class ColdstartConfig:
             raise ValueError(f"target must be one of {TARGETS}")
         if self.k < 1 or self.shards < 1:
             raise ValueError("k and shards must be >= 1")
+        if self.dry_run is not None and self.dry_run < 1:
+            raise ValueError("dry_run must be >= 1 sample")
+        if self.budget is not None and self.budget <= 0:
+            raise ValueError("budget must be > 0 (USD)")
         if self.teacher_sees_gt and self.teacher_prompt == "coldstart_teacher":
             object.__setattr__(self, "teacher_prompt", "coldstart_teacher_gt")
         for name in (self.teacher_prompt, self.student_prompt, self.rewrite_prompt):
@@ -158,12 +167,30 @@ def build_coldstart(
             counters[uid] += 1
     generation_failed: dict[str, str] = {}
     teacher_template = get_prompt(cfg.teacher_prompt)
+    price = (
+        price_for(teacher.identity.model, cfg.price_input, cfg.price_output) if teacher is not None else None
+    )
+    spend = Spend()
     if teacher is not None:
+        if cfg.budget is not None and price is None:
+            raise ValueError(
+                f"--budget needs the price of {teacher.identity.model}: give --price-input and --price-output"
+            )
         params = replace(cfg.teacher_generation, n=cfg.k)
-        requests = [_teacher_request(s, cfg) for s in samples]
-        answers = CallCache(cfg.out / "traces.jsonl").run(
-            teacher, requests, params, progress, "teacher traces"
+        asked = samples[: cfg.dry_run] if cfg.dry_run else samples
+        requests = [_teacher_request(s, cfg) for s in asked]
+        cache = CallCache(cfg.out / "traces.jsonl")
+        budget = (
+            Budget(cfg.budget, price, Spend.of(cache.answers.values())) if cfg.budget is not None else None
         )
+        answers = cache.run(teacher, requests, params, progress, "teacher traces", budget=budget)
+        spend = Spend.of(a for a in answers.values() if a.get("status") == "ok")
+        if cfg.dry_run:
+            report = project_spend(
+                answers, len(samples), price, getattr(teacher, "concurrency", 1), cfg, teacher
+            )
+            write_json_atomic(cfg.out / "dry_run.json", report)
+            return ColdstartResult(cfg.out, 0, {}, {"dry_run": report, "counts": {}, "failures": []})
         origin = f"{teacher.identity.backend}:{teacher.identity.model}"
         for uid, answer in answers.items():
             if answer.get("status") != "ok":
@@ -229,6 +256,8 @@ def build_coldstart(
         "teacher": asdict(teacher.identity) if teacher is not None else None,
         "teacher_sampling": asdict(replace(cfg.teacher_generation, n=cfg.k)),
         "teacher_backend_notes": backend_notes(teacher) if teacher is not None else None,
+        # tokens and cost of every teacher answer this table holds (earlier runs' included)
+        "teacher_usage": spend.record(price) if teacher is not None else None,
         "teacher_saw_ground_truth": cfg.teacher_sees_gt,
         "prompts": {
             "teacher": {"name": teacher_template.name, "hash": teacher_template.hash}
@@ -414,3 +443,41 @@ def _funnel(rows: dict[str, Counter], rules: list[str]) -> dict[str, Any]:
     for counts in rows.values():
         total.update(counts)
     return {"overall": one(total), "by_source": {source: one(c) for source, c in sorted(rows.items())}}
+
+
+def project_spend(
+    answers: dict[str, dict], total: int, price, concurrency: int, cfg: ColdstartConfig, teacher
+) -> dict:
+    """From a dry run's answers: tokens per sample, and the tokens, cost and time the whole table
+    would take at this concurrency (time from the answers' own latency)."""
+    ok = [a for a in answers.values() if a.get("status") == "ok"]
+    spend = Spend.of(ok)
+    asked = len(answers)
+    per = {
+        key: (getattr(spend, key) / len(ok) if ok else 0.0)
+        for key in ("prompt_tokens", "output_tokens", "thought_tokens")
+    }
+    seconds = sum(float(a.get("seconds") or 0.0) for a in ok) / len(ok) if ok else 0.0
+    projected = {key: round(value * total) for key, value in per.items()}
+    cost = (
+        price.cost(projected["prompt_tokens"], projected["output_tokens"] + projected["thought_tokens"])
+        if price
+        else None
+    )
+    return {
+        "model": teacher.identity.model,
+        "samples_asked": asked,
+        "answered": len(ok),
+        "failed": asked - len(ok),
+        "k": cfg.k,
+        "per_sample": {key: round(value, 1) for key, value in per.items()} | {"seconds": round(seconds, 3)},
+        "table_samples": total,
+        "projected": projected
+        | {
+            "cost_usd": round(cost, 2) if cost is not None else None,
+            "hours": round(seconds * total / max(concurrency, 1) / 3600, 2),
+            "concurrency": concurrency,
+        },
+        "spent": spend.record(price),
+        "price": asdict(price) if price is not None else None,
+    }

@@ -235,4 +235,5 @@ def _record(response: Response, row: dict, key: str, parse_mode: str) -> dict:
         "parse_reason": parsed.reason,
         "prompt_tokens": response.prompt_tokens,
         "video": response.video,
+        **({"usage": response.usage} if response.usage else {}),
     }
