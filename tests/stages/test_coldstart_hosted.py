@@ -163,3 +163,35 @@ def test_kill_9_midway_then_rerun_loses_and_repeats_nothing(synthetic_root, rows
     assert sorted(set(ok)) == sorted(rows) and len(ok) == len(rows)  # every row once
     # only the one answer in flight at the kill (concurrency 1) may have been asked twice
     assert len(rows) <= len(asked) <= len(rows) + 1
+
+
+def test_an_openai_style_hosted_teacher_sees_frames_as_timed_images(
+    synthetic_root, rows, tmp_path, monkeypatch
+):
+    from openai_api_server import OpenAIAPIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+
+    def respond(record, n):
+        row = next(r for r in rows.values() if r["query"] in record["query"])
+        s, e = row["windows"][0]
+        return [f"<think>The scene changes at {s:.1f}s, where the event begins; it lasts until {e:.1f}s.</think> "
+                f"<time>[{s:.1f}, {e:.1f}]</time>"] * n  # fmt: skip
+
+    with OpenAIAPIServer(responder=respond) as server:
+        result = CliRunner().invoke(app, [
+            "build", "coldstart", "--data", str(synthetic_root / "normalized/synthetic/train.parquet"),
+            "--out", str(tmp_path / "cs"), "--teacher-model", "gpt-4o-mini", "--teacher-backend", "openai",
+            "--base-url", server.url, "--video-mode", "images", "--api-fields", "standard", "--image-detail", "low",
+            "--max-tokens", "256", *FRAMES])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "cs/manifest.json").read_text())
+    assert manifest["counts"]["generation_failed"] == 0 and manifest["counts"]["rows"] > 0
+    usage = manifest["teacher_usage"]
+    assert usage["calls"] == len(rows) and usage["price"]["input_per_million"] == 0.15
+    assert usage["prompt_tokens"] >= len(rows) * 4 * 85  # at least 4 low-detail frames per video
+    notes = manifest["teacher_backend_notes"]
+    assert notes["video_mode"] == "images" and notes["server_check"]["unchecked_reason"].startswith(
+        "images mode"
+    )
+    assert all(image["label"].endswith(" s") for s in server.seen for image in s["images"])

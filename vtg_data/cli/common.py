@@ -128,7 +128,7 @@ def frame_cache(folder: Path | None, gib: float):
 def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str = "auto", batch_size: int = 4,
             cache=None, concurrency: int = 8, video_mode: str = "frames", family: str | None = None,
             api_fields: str = "full", n_mode: str = "param", vllm_options: str | None = None,
-            gemini: dict | None = None):  # fmt: skip
+            gemini: dict | None = None, images: dict | None = None):  # fmt: skip
     """A backend by CLI name; ``template`` is the rule-based teacher/rewriter (no model)."""
     if kind == "template":
         from vtg_data.lvlm.templates import template_backend
@@ -141,7 +141,7 @@ def backend(kind: str, model: str, *, base_url: str | None = None, decoder: str 
     if kind == "openai":
         return make_backend("openai", model, base_url=base_url, concurrency=concurrency, decode_backend=decoder,
                             frame_cache=cache, video_mode=video_mode, family=family, api_fields=api_fields,
-                            n_mode=n_mode)  # fmt: skip
+                            n_mode=n_mode, **(images or {}))  # fmt: skip
     if kind == "vllm":
         return make_backend("vllm", model, decode_backend=decoder, frame_cache=cache,
                             engine_options=engine_options(vllm_options))  # fmt: skip
@@ -181,10 +181,17 @@ BACKEND_OPTIONS: list[inspect.Parameter] = [
            help="openai backend: server URL (or OPENAI_BASE_URL); gemini backend: another API endpoint."),
     option("concurrency", int, 8, "--concurrency", help="openai backend: requests in flight at once."),
     option("video_mode", str, "frames", "--video-mode",
-           help="openai backend: frames (decode here with the frame options, send the frames as one video) | "
+           help="openai backend: frames (decode here with the frame options, send the frames as one video: vLLM, "
+                "SGLang) | images (the same frames as JPEG images, each after its time: hosted chat APIs) | "
                 "data_url | file_url (send the whole file; the server picks the frames)."),
+    option("image_detail", str, "auto", "--image-detail", help="images mode: auto | low | high (the provider's image tokens)."),
+    option("max_images", int, 50, "--max-images", help="images mode: the provider's limit of images per request."),
+    option("over_image_limit", str, "lower", "--over-image-limit",
+           help="images mode, more frames planned than --max-images: lower (keep that many, evenly spread; "
+                "recorded per answer) | refuse (the request fails, named)."),
     option("model_family", str | None, None, "--model-family",
-           help="openai backend: qwen2.5-vl | qwen3-vl (frame grid and pixel bounds; default: from the model name)."),
+           help="openai backend: qwen2.5-vl | qwen3-vl | other (frame grid and pixel bounds, and whether the server's "
+                "visual tokens can be counted; default: from the model name)."),
     option("api_fields", str, "full", "--api-fields",
            help="openai backend: full (every sampling field: vLLM, SGLang) | standard (OpenAI's own fields only)."),
     option("n_mode", str, "param", "--n-mode",
@@ -214,6 +221,8 @@ def backend_from(values: dict, kind: str, model: str):
                    batch_size=values["batch_size"], concurrency=values["concurrency"],
                    video_mode=values["video_mode"], family=values["model_family"], api_fields=values["api_fields"],
                    n_mode=values["n_mode"], vllm_options=values["vllm_options"],
+                   images={"image_detail": values["image_detail"], "max_images": values["max_images"],
+                           "over_image_limit": values["over_image_limit"]},
                    gemini={"thinking_budget": values["thinking_budget"], "media_resolution": values["media_resolution"],
                            "inline_mib": values["inline_mib"], "keep_uploads": values["keep_uploads"]},
                    cache=frame_cache(values["frame_cache"], values["frame_cache_gib"]))  # fmt: skip

@@ -117,9 +117,7 @@ class GeminiBackend(InferenceBackend):
             from google import genai
             from google.genai import types
         except ImportError as error:
-            raise ImportError(
-                "the gemini backend needs google-genai: pip install 'vtg-data[api]'"
-            ) from error
+            raise ImportError("the gemini backend needs google-genai: pip install 'vtg-data[api]'") from error
         self._genai, self.types = genai, types
         self._api_key = api_key or api_key_from_env()
         self.base_url = base_url

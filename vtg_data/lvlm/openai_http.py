@@ -53,16 +53,21 @@ from vtg_data.lvlm.base import (
 )
 from vtg_data.lvlm.served_video import (
     FAMILIES,
+    OTHER,
     ServerCheck,
     ServerMismatch,
+    evenly,
     expectation,
     family_of,
     frame_kwargs,
     jpeg_data_url,
+    jpeg_image_urls,
 )
 from vtg_data.video import DecodeError, FrameCache, load_clips
 
-VIDEO_MODES = ("frames", "data_url", "file_url")
+VIDEO_MODES = ("frames", "images", "data_url", "file_url")
+IMAGE_DETAILS = ("auto", "low", "high")
+OVER_IMAGE_LIMIT = ("lower", "refuse")
 N_MODES = ("param", "repeat")
 API_FIELDS = ("full", "standard")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -106,9 +111,15 @@ class OpenAIBackend(InferenceBackend):
         api_fields: str = "full",
         response_format: dict | None = None,
         extra_body: dict | None = None,
+        image_detail: str = "auto",
+        max_images: int = 50,
+        over_image_limit: str = "lower",
     ):
         if video_mode not in VIDEO_MODES:
             raise ValueError(f"video_mode must be one of {VIDEO_MODES}")
+        if image_detail not in IMAGE_DETAILS or over_image_limit not in OVER_IMAGE_LIMIT or max_images < 1:
+            raise ValueError(f"image_detail must be one of {IMAGE_DETAILS}, over_image_limit one of "
+                             f"{OVER_IMAGE_LIMIT}, max_images >= 1")  # fmt: skip
         if n_mode not in N_MODES:
             raise ValueError(f"n_mode must be one of {N_MODES}")
         if api_fields not in API_FIELDS:
@@ -127,6 +138,12 @@ class OpenAIBackend(InferenceBackend):
         self.video_mode = video_mode
         self.n_mode = n_mode
         self.family = family_of(model, family)
+        if self.family == OTHER and video_mode == "frames":
+            raise ValueError(
+                f"{model}: the frames mode sends vLLM's video input, for Qwen-VL models; a hosted model of "
+                "another kind takes the frames as images: --video-mode images"
+            )
+        self.image_detail, self.max_images, self.over_image_limit = image_detail, max_images, over_image_limit
         self.decode_backend = decode_backend
         self.frame_cache = frame_cache
         self.decode_timeout = decode_timeout
@@ -135,6 +152,16 @@ class OpenAIBackend(InferenceBackend):
         self.response_format = response_format
         self.extra_body = extra_body or {}
         self.check = ServerCheck(self.family) if check_server and video_mode == "frames" else None
+        if video_mode == "images":  # said in the manifest: nothing here counts a hosted model's image tokens
+            self.unchecked = (
+                "images mode: the server's image tokens are not counted (the provider's own tokenizer)"
+            )
+        elif self.check is None:
+            self.unchecked = (
+                "server check off" if video_mode == "frames" else f"{video_mode} mode: the server samples"
+            )
+        else:
+            self.unchecked = None
         self._encoded: dict[str, str] = {}
         self._stop: asyncio.Event | None = None
         self._cancelled = threading.Event()  # cancel(): no new requests (a budget reached)
@@ -147,6 +174,11 @@ class OpenAIBackend(InferenceBackend):
         if self.check is not None:
             notes["server_check"] = {"exact_checks": self.check.verdicts,
                                      "unchecked_reason": self.check.unchecked_reason}  # fmt: skip
+        else:
+            notes["server_check"] = {"exact_checks": [], "unchecked_reason": self.unchecked}
+        if self.video_mode == "images":
+            notes["images"] = {"detail": self.image_detail, "max_images": self.max_images,
+                               "over_limit": self.over_image_limit}  # fmt: skip
         return notes
 
     # -----------------------------------------------------------------------------------------
@@ -202,7 +234,13 @@ class OpenAIBackend(InferenceBackend):
                 if part["type"] == "video":
                     if request.video is None:
                         raise _Fatal("the messages have a video part but the request has no video")
-                    if video:
+                    if video and payload is not None and "images" in payload:
+                        for time_s, url in payload["images"]:  # each frame after the time it shows
+                            parts.append({"type": "text", "text": f"{time_s:.1f} s"})
+                            parts.append(
+                                {"type": "image_url", "image_url": {"url": url, "detail": self.image_detail}}
+                            )
+                    elif video:
                         url = payload["url"] if payload is not None else self.video_url(request.video)
                         parts.append({"type": "video_url", "video_url": {"url": url}})
                 elif part["type"] == "text":
@@ -214,7 +252,7 @@ class OpenAIBackend(InferenceBackend):
             else:
                 messages.append({"role": message["role"], "content": parts})
         body: dict[str, Any] = {"model": self.model, "messages": messages, **self.sampling_fields(params, n)}
-        if video and request.video is not None and self.api_fields == "full":
+        if video and request.video is not None and self.api_fields == "full" and self.video_mode != "images":
             if payload is not None:
                 body.update(payload["kwargs"])
             else:  # the server's loader samples the file at the policy's rate; its processor keeps them
@@ -227,13 +265,32 @@ class OpenAIBackend(InferenceBackend):
         body.update(self.extra_body)
         return body
 
-    def _payload(self, video: str, policy) -> dict | DecodeError:
-        """The plan's frames of one video as one ``video/jpeg`` data URL, with their hints."""
+    def _payload(self, video: str, policy) -> dict | DecodeError | str:
+        """The plan's frames of one video: one ``video/jpeg`` data URL with its hints (frames mode),
+        or one JPEG image per frame with its time (images mode; a string says why not)."""
         _, clip = next(iter(load_clips([video], policy, backend=self.decode_backend, cache=self.frame_cache,
                                        timeout=self.decode_timeout)))  # fmt: skip
         if isinstance(clip, DecodeError):
             return clip
         self.decoded_by[clip.backend] += 1
+        if self.video_mode == "images":
+            planned = clip.num_frames
+            keep = list(range(planned))
+            if planned > self.max_images:
+                if self.over_image_limit == "refuse":
+                    return (f"{planned} frames planned, over the provider's limit of {self.max_images} images per "
+                            "request (--max-images): lower --fps or --max-frames, or --over-image-limit lower")  # fmt: skip
+                keep = evenly(planned, self.max_images)
+            urls, size = jpeg_image_urls(clip.frames[keep], self.jpeg_quality)
+            times = [float(clip.timestamps[i]) for i in keep]
+            summary = video_summary(clip) | {"sent": "images", "bytes": size, "frames": len(keep),
+                                             "frames_planned": planned, "first": times[0], "last": times[-1]}  # fmt: skip
+            return {
+                "images": list(zip(times, urls, strict=True)),
+                "kwargs": {},
+                "video": summary,
+                "expected": None,
+            }
         url, size = jpeg_data_url(clip.frames, self.jpeg_quality)
         summary = video_summary(clip) | {"sent": "frames", "bytes": size}
         return {"url": url, "kwargs": frame_kwargs(clip.plan, self.family), "video": summary,
@@ -279,10 +336,12 @@ class OpenAIBackend(InferenceBackend):
 
     def _groups(self, requests: list[Request]) -> dict[tuple, list[Request]]:
         """Requests by (video, frame policy on this family's grid): one decode serves a group."""
-        grid = FAMILIES[self.family]
+        grid = FAMILIES.get(self.family)
         groups: dict[tuple, list[Request]] = {}
         for request in requests:
-            policy = replace(request.policy, patch=grid["patch"], frame_multiple=grid["temporal"])
+            # frames for a Qwen-VL server on its patch grid; images for a hosted model as the policy says
+            policy = (replace(request.policy, patch=grid["patch"], frame_multiple=grid["temporal"])
+                      if grid is not None and self.video_mode != "images" else request.policy)  # fmt: skip
             groups.setdefault((request.video, policy), []).append(request)
         return groups
 
@@ -313,13 +372,13 @@ class OpenAIBackend(InferenceBackend):
 
             for (video, policy), members in self._groups(requests).items():
                 payload = None
-                if self.video_mode == "frames" and video is not None:
+                if self.video_mode in ("frames", "images") and video is not None:
                     await videos.acquire()
                     # one decoding thread for the backend's life: its decoder process is reused
                     payload = await asyncio.get_running_loop().run_in_executor(
                         self._decoding, self._payload, video, policy
                     )
-                    if isinstance(payload, DecodeError):
+                    if isinstance(payload, (DecodeError, str)):
                         videos.release()
                         for request in members:
                             put(Response(request.uid, status="failed", error=str(payload)))
@@ -349,18 +408,24 @@ class OpenAIBackend(InferenceBackend):
             }
         try:
             if self.n_mode == "param":
-                texts, prompt_tokens = await self._call(client, request, params, params.n, limit, payload)
+                texts, prompt_tokens, usage = await self._call(
+                    client, request, params, params.n, limit, payload
+                )
             else:
-                texts, prompt_tokens = [], None
+                texts, prompt_tokens, usage = [], None, Counter()
                 for k in range(params.n):
                     one_params = replace(params, n=1, seed=params.seed + k)  # vLLM's seeds for n children
-                    more, prompt_tokens = await self._call(client, request, one_params, 1, limit, payload)
+                    more, prompt_tokens, used = await self._call(
+                        client, request, one_params, 1, limit, payload
+                    )
                     texts += more
+                    usage.update(used)
+                usage = dict(usage)
         except (_Fatal, OSError) as exc:
             return Response(request.uid, status="failed", error=str(exc), seconds=time.perf_counter() - start)
         if payload is not None and self.check is not None:
             await self._check(client, request, params, limit, payload, prompt_tokens)
-        return Response(request.uid, texts, prompt_tokens=prompt_tokens, video=shown,
+        return Response(request.uid, texts, prompt_tokens=prompt_tokens, video=shown, usage=usage or None,
                         seconds=time.perf_counter() - start)  # fmt: skip
 
     async def _check(self, client, request: Request, params, limit, payload: dict, prompt_tokens) -> None:
@@ -372,7 +437,7 @@ class OpenAIBackend(InferenceBackend):
             return
         probe = replace(params, n=1, temperature=0.0, max_tokens=1)
         try:
-            _, text_tokens = await self._call(client, request, probe, 1, limit, payload, video=False)
+            _, text_tokens, _ = await self._call(client, request, probe, 1, limit, payload, video=False)
         except _Fatal as exc:
             self.check.unchecked_reason = f"the text-only probe failed: {exc}"
             return
@@ -380,7 +445,7 @@ class OpenAIBackend(InferenceBackend):
 
     async def _call(
         self, client, request: Request, params: GenerationParams, n: int, limit, payload=None, *, video=True
-    ) -> tuple[list[str], int | None]:
+    ) -> tuple[list[str], int | None, dict]:
         """One completion call with retries. A slot of ``limit`` is held only while the body is built
         and the request is in flight: a request backing off gives its slot to the next one, so
         faults do not lower the real concurrency."""
@@ -407,7 +472,7 @@ class OpenAIBackend(InferenceBackend):
                 await asyncio.sleep(delay + random.uniform(0, self.backoff / 2))
         raise _Fatal(f"gave up after {self.retries + 1} attempts: {last}")
 
-    def _parse(self, response, n: int) -> tuple[list[str], int | None]:
+    def _parse(self, response, n: int) -> tuple[list[str], int | None, dict]:
         status = response.status_code
         if status in RETRY_STATUS:
             retry_after = response.headers.get("Retry-After")
@@ -430,7 +495,11 @@ class OpenAIBackend(InferenceBackend):
         if len(texts) != n:
             raise _Fatal(f"asked for {n} completions, got {len(texts)} (try n_mode='repeat')")
         usage = data.get("usage") or {}
-        return texts, usage.get("prompt_tokens")
+        # billed tokens (OpenAI counts reasoning inside completion_tokens)
+        reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
+        billed = {"prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                  "output_tokens": int(usage.get("completion_tokens") or 0) - reasoning, "thought_tokens": reasoning}  # fmt: skip
+        return texts, usage.get("prompt_tokens"), billed
 
 
 def error_message(body: str) -> str:

@@ -32,13 +32,57 @@ class ServerMismatch(RuntimeError):
     """The server did not show the model the frames that were sent; the message says how to fix it."""
 
 
+# hosted models whose visual tokens this toolkit cannot count (no Qwen-VL grid): the server check is off
+OTHER = "other"
+HOSTED_PREFIXES = (
+    "gpt-",
+    "chatgpt",
+    "o1",
+    "o3",
+    "o4",
+    "gemini",
+    "claude",
+    "grok",
+    "pixtral",
+    "mistral",
+    "llama",
+)
+
+
 def family_of(model: str, family: str | None = None) -> str:
-    """The model family (frame grid, pixel-bound semantics): given, or read from the model name."""
+    """The model family (frame grid, pixel-bound semantics): given, or read from the model name;
+    ``other`` for a hosted model of another kind (its visual tokens cannot be counted here)."""
     if family is not None:
-        if family not in FAMILIES:
-            raise ValueError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
+        if family not in (*FAMILIES, OTHER):
+            raise ValueError(f"family must be one of {sorted(FAMILIES) + [OTHER]}, got {family!r}")
         return family
-    return "qwen3-vl" if "qwen3" in model.lower() else "qwen2.5-vl"
+    name = model.lower().rsplit("/", 1)[-1]
+    if "qwen3" in name:
+        return "qwen3-vl"
+    if name.startswith(HOSTED_PREFIXES):
+        return OTHER
+    return "qwen2.5-vl"  # a served Qwen2.5-VL checkpoint under any name
+
+
+def jpeg_image_urls(frames, quality: int = 95) -> tuple[list[str], int]:
+    """One ``data:image/jpeg;base64,...`` URL per frame, and their total size."""
+    from PIL import Image
+
+    urls = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="JPEG", quality=quality)
+        urls.append("data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode())
+    return urls, sum(len(u) for u in urls)
+
+
+def evenly(count: int, keep: int) -> list[int]:
+    """``keep`` indices spread evenly over ``count`` (first and last included)."""
+    if keep >= count:
+        return list(range(count))
+    if keep == 1:
+        return [0]
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
 
 
 def jpeg_data_url(frames, quality: int = 95) -> tuple[str, int]:
