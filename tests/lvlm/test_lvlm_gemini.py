@@ -126,3 +126,32 @@ def test_repeat_mode_seeds_each_call_and_the_key_never_shows(videos, monkeypatch
         and "sk-wrong-key" not in refused.error
     )
     assert "the-real-key" not in json.dumps(client.backend_notes())
+
+
+def test_eval_and_difficulty_through_gemini_record_tokens_and_cost(synthetic_root, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vtg_data.cli import app
+
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    table = str(synthetic_root / "normalized/synthetic/test.parquet")
+    with GeminiServer() as server:
+        common = ["--model", "gemini-2.5-flash", "--backend", "gemini", "--base-url", server.url, "--data", table,
+                  "--fps", "1", "--max-frames", "8", "--max-tokens", "64"]  # fmt: skip
+        evaluated = CliRunner().invoke(app, ["eval", *common, "--out", str(tmp_path / "eval")])
+        scored = CliRunner().invoke(app, ["score-difficulty", *common, "--out", str(tmp_path / "difficulty"), "-k", "2",
+                                          "--temperature", "1.0", "--no-greedy"])  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    assert scored.exit_code == 0, scored.output
+    card = json.loads((tmp_path / "eval/metrics.json").read_text())["card"]
+    usage = card["usage"]
+    assert usage["calls"] == json.loads((tmp_path / "eval/metrics.json").read_text())["counts"]["scored"]
+    assert usage["price"]["input_per_million"] == 0.30
+    assert usage["cost_usd"] == pytest.approx(
+        (usage["prompt_tokens"] * 0.30 + (usage["output_tokens"] + usage["thought_tokens"]) * 2.50) / 1e6,
+        abs=1e-6,
+    )
+    difficulty = json.loads((tmp_path / "difficulty/manifest.json").read_text())
+    assert (
+        difficulty["usage"]["calls"] == difficulty["counts"]["scored"] and difficulty["usage"]["cost_usd"] > 0
+    )

@@ -34,6 +34,7 @@ from vtg_data.grounding.parse import parse_answer
 from vtg_data.grounding.prompts import get_prompt
 from vtg_data.grounding.rewards import PRESETS, compute_reward
 from vtg_data.lvlm import GenerationParams, InferenceBackend, Request, backend_notes
+from vtg_data.lvlm.pricing import Spend, price_for
 from vtg_data.schema import QUERY_SCHEMA, write_table_atomic
 from vtg_data.stages.common import CallCache, jsonable, shard_of, write_json_atomic
 from vtg_data.stages.failures import group_failures
@@ -258,6 +259,7 @@ def score_difficulty(
                 sum(sum(s != "ok" for s in statuses) for statuses in ok["parse_status"].to_pylist())
             ),
         },
+        "usage": call_usage(cfg.out, identity.model),
         "failures": group_failures(
             dict(zip(failed["uid"].to_pylist(), failed["error"].to_pylist(), strict=True))
         ),
@@ -266,6 +268,20 @@ def score_difficulty(
     }
     write_json_atomic(cfg.out / "manifest.json", manifest)
     return manifest
+
+
+def call_usage(folder: Path, model: str) -> dict | None:
+    """Billed tokens and cost of the answers cached in the run's call files (a hosted policy)."""
+    answers = []
+    for path in sorted((Path(folder) / "calls").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if record.get("status") == "ok" and record.get("usage"):
+                answers.append(record)
+    return Spend.of(answers).record(price_for(model)) if answers else None
 
 
 def read_scores(folder: Path) -> pa.Table:

@@ -45,6 +45,7 @@ from vtg_data.lvlm import (
     backend_notes,
     make_backend,
 )
+from vtg_data.lvlm.pricing import Spend, price_for
 from vtg_data.stages.failures import group_failures
 from vtg_data.tables import load_rows as load_table_rows
 from vtg_data.video import SamplingPolicy, plan_sampling, stream_info
@@ -209,6 +210,10 @@ def run_model_eval(
         ],
         "limit": cfg.limit,
         "failures": group_failures(failed),
+        # a hosted model's billed tokens and their cost at its list price (None: no price known)
+        "usage": Spend.of(ordered).record(price_for(backend.identity.model))
+        if any(r.get("usage") for r in ordered)
+        else None,
         "seconds": round(time.perf_counter() - start, 3),
     }
     metrics = {k: round(v, 2) for k, v in report["overall"].items() if k not in ("n", "parse_failures")}
