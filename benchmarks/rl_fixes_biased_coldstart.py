@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,29 +28,9 @@ from pathlib import Path
 import torch
 
 from vtg_data.grounding.metrics import paired_gain_over_runs
-from vtg_data.recipe import RecipeConfig, run_recipe
+from vtg_data.recipe import RecipeConfig, machine, run_recipe, versions
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def _machine() -> str:
-    """CPU model and core count: another CPU sums floats in another order (RESULTS.md)."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} cores, {platform.machine()}"
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    return {name: version(name) for name in ("torch", "transformers", "numpy", "vtg-data")}
 
 
 def summarize(runs: list[dict], label: str) -> None:
@@ -137,10 +115,10 @@ def main() -> None:
         run = {"seed": seed, "threads": args.threads, "held_out_mIoU": m, "gains": result["gains"],
                "ious": result["held_out_ious"], "rl_reward_first10": result["rl_reward_first10"],
                "rl_reward_last10": result["rl_reward_last10"], "seconds": round(seconds, 1),
-               "machine": _machine(),
+               "machine": machine(),
                "config": {"n_videos": args.n_videos, "sft_steps": args.sft_steps, "rl_steps": args.rl_steps,
                           "k": args.k, "rl_temperature": args.rl_temperature, "rl_lr": args.rl_lr,
-                          "max_span": args.max_span}, "versions": _versions()}  # fmt: skip
+                          "max_span": args.max_span}, "versions": versions()}  # fmt: skip
         runs.append(run)
         if args.out:
             with args.out.open("a") as handle:
