@@ -97,7 +97,9 @@ def test_failed_requests_are_counted_not_scored_and_retried(synthetic_root, tiny
 
     rows = pl.read_parquet(synthetic_root / "normalized/synthetic/test.parquet")
     victim = rows["query"][0]
-    with VLLMServer(tiny_model, media_io_kwargs={"video": {"num_frames": -1}}, trust_request_mm_kwargs=True) as server:
+    with VLLMServer(
+        tiny_model, media_io_kwargs={"video": {"num_frames": -1}}, trust_request_mm_kwargs=True
+    ) as server:
         server.broken.add(victim)
         client = OpenAIBackend(
             "tiny", base_url=server.url, retries=1, backoff=0.01, timeout=60, concurrency=2
