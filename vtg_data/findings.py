@@ -130,3 +130,70 @@ def _rewards(run: dict) -> dict[str, float]:
     history = run["history"]
     return {"first10": statistics.fmean(h["reward"] for h in history[:10]),
             "last10": statistics.fmean(h["reward"] for h in history[-10:])}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries of runs already made (benchmarks/paper_findings.py --summarize, vtg-data report)
+
+
+def read_runs(paths) -> list[dict]:
+    """The JSON lines of ``paper_findings.py --out`` files, one per run."""
+    import json
+
+    return [
+        json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()
+    ]
+
+
+def is_findings_file(path: Path) -> bool:
+    import json
+
+    if not (path.is_file() and path.suffix == ".jsonl"):
+        return False
+    first = next((line for line in path.read_text().splitlines() if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and {"seed", "ious", "held_out_mIoU", "rl_sets"} <= set(record)
+
+
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def verdict(paired: tuple[float, float], over_seeds: tuple[float, float]) -> str:
+    if paired[0] > 0 and over_seeds[0] > 0:
+        return "reproduced"
+    if paired[1] < 0 and over_seeds[1] < 0:
+        return "reversed"
+    return "not reproduced"
+
+
+def summary_rows(runs: list[dict]) -> list[dict]:
+    """Per finding: mean paired gain, paired interval over videos within seeds, t interval over seeds."""
+    from vtg_data.grounding.metrics import paired_gain_over_runs
+
+    rows = []
+    for name, arm, base in FINDINGS:
+        usable = [run for run in runs if arm in run["ious"] and base in run["ious"]]
+        if not usable:
+            continue
+        by_seed: dict[int, list[float]] = {}
+        for run in usable:
+            gain = statistics.fmean(run["ious"][arm]) - statistics.fmean(run["ious"][base])
+            by_seed.setdefault(run["seed"], []).append(gain)
+        values = [statistics.fmean(v) for v in by_seed.values()]
+        mean = statistics.fmean(values)
+        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+        half = (
+            T_975.get(len(values) - 1, 1.96) * spread / len(values) ** 0.5
+            if len(values) > 1
+            else float("nan")
+        )
+        pooled = paired_gain_over_runs([(run["ious"][arm], run["ious"][base]) for run in usable])
+        over_seeds = (mean - half, mean + half)
+        rows.append({"finding": name, "arms": f"{arm} vs {base}", "runs": len(usable), "seeds": len(values),
+                     "mean_gain": mean, "paired": (pooled["lo"], pooled["hi"]), "over_seeds": over_seeds,
+                     "sd_over_seeds": spread, "per_seed": values,
+                     "verdict": verdict((pooled["lo"], pooled["hi"]), over_seeds) if len(values) > 1 else "one seed"})  # fmt: skip
+    return rows

@@ -200,3 +200,36 @@ def test_a_real_browser_renders_the_page(page, tmp_path, width):
     ).stdout
     for section_id, title in SECTIONS:
         assert f'id="{section_id}"' in dom and f"<h2>{title}</h2>" in dom
+
+
+def test_an_ablation_run_set_is_one_comparison_with_its_intervals(tmp_path):
+    """Recipe arms from ``benchmarks/paper_findings.py --out``: per-arm mIoU per seed and each
+    finding's gain with both intervals and a verdict, drawn."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    lines = []
+    for seed in (0, 1, 2):
+        base = [rng.uniform(0.3, 0.7) for _ in range(40)]
+        ious = {"A": base, "B": [v + 0.10 + rng.uniform(-0.02, 0.02) for v in base],  # B clearly above A
+                "C": [v + 0.10 + rng.uniform(-0.02, 0.02) for v in base],  # C level with B
+                "D": [v + 0.20 + rng.uniform(-0.02, 0.02) for v in base]}  # D clearly above B  # fmt: skip
+        lines.append({"seed": seed, "threads": 2, "ious": ious, "rl_sets": {"B": 50, "C": 50, "D": 50},
+                      "held_out_mIoU": {arm: sum(v) / len(v) for arm, v in ious.items()}})  # fmt: skip
+    runs = tmp_path / "findings.jsonl"
+    runs.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    text = report([runs], tmp_path / "page.html").read_text()
+    checker = Checker()
+    checker.feed(text)
+    assert not checker.errors and checker.images == 1  # the findings chart
+    assert "No ablation run set given" not in text and "seed 2 (2 threads)" in text
+    rows = {cells[0]: cells for cells in (
+        [c.strip() for c in row.split("</td><td")] for row in text.split("<tr><td>")[1:])}  # fmt: skip
+    assert "reproduced" in rows["RL after SFT"][-1]
+    assert "not reproduced" in rows["difficulty control"][-1]
+    assert "reversed" in rows["cold-start curation"][-1]
+    with pytest.raises(ValueError, match="not a JSONL of recipe arms"):
+        other = tmp_path / "other.jsonl"
+        other.write_text('{"a": 1}\n')
+        report([other], tmp_path / "x.html")

@@ -40,7 +40,9 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_command(
         runs: list[Path] = typer.Argument(
-            ..., help="Run folders (cold-start, difficulty, RL, eval, train) or tables."
+            ...,
+            help="Run folders (cold-start, difficulty, RL, eval, train), tables, or the JSONL of an "
+            "ablation (benchmarks/paper_findings.py --out).",
         ),
         out: Path = typer.Option(Path("report.html"), "--out", help="The page to write."),
         video_root: Path | None = typer.Option(

@@ -23,7 +23,7 @@ from vtg_data.report.inspect import draw
 from vtg_data.report.runs import Run, open_run, ranked, samples
 
 SECTIONS = [("runs", "What ran"), ("funnel", "Cold-start funnel"), ("difficulty", "Difficulty"),
-            ("metrics", "Metrics"), ("training", "Training"), ("samples", "Samples")]  # fmt: skip
+            ("metrics", "Metrics"), ("ablation", "Ablation"), ("training", "Training"), ("samples", "Samples")]  # fmt: skip
 METRIC_NAMES = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
 CURVES = ("loss", "reward", "kl", "entropy", "eval/mIoU")
 
@@ -157,6 +157,48 @@ def _metrics(run: Run) -> dict[str, Any]:
                     f"{card.get('hit_rule', '?')}; percent, 95% bootstrap intervals"}  # fmt: skip
 
 
+def _ablation(run: Run) -> dict[str, Any]:
+    """Recipe arms side by side: held-out mIoU per arm and seed, and each finding's paired gain
+    with its interval over videos and over seeds, drawn and tabled."""
+    from vtg_data.findings import ARMS, read_runs, summary_rows
+
+    runs = read_runs([run.path])
+    arms = sorted({arm for r in runs for arm in r["held_out_mIoU"]})
+    seeds = [f"seed {r['seed']} ({r['threads']} threads)" for r in runs]
+    table = []
+    for arm in arms:
+        values = [r["held_out_mIoU"].get(arm) for r in runs]
+        known = [v for v in values if v is not None]
+        table.append({"arm": arm, "what": ARMS.get(arm, ""), "cells": [f"{v:.3f}" if v is not None else "" for v in values],
+                      "mean": f"{sum(known) / len(known):.3f}" if known else ""})  # fmt: skip
+    findings = summary_rows(runs)
+    plt, figure, axis = _figure(7.0, 0.9 + 0.6 * max(1, len(findings)))
+    for y, row in enumerate(findings):
+        lo, hi = row["paired"]
+        slo, shi = row["over_seeds"]
+        if slo == slo:  # an interval over seeds (two seeds or more)
+            axis.plot([slo, shi], [y, y], color="#90caf9", linewidth=8, solid_capstyle="butt")
+        axis.plot([lo, hi], [y, y], color="#1565c0", linewidth=3)
+        axis.plot(row["per_seed"], [y] * len(row["per_seed"]), "o", color="#424242", markersize=3)
+        axis.plot([row["mean_gain"]], [y], "D", color="#c62828", markersize=6)
+    axis.axvline(0.0, color="#9e9e9e", linewidth=1)
+    axis.set_yticks(range(len(findings)), [f"{r['finding']} ({r['arms']})" for r in findings], fontsize=8)
+    axis.set_xlabel("held-out mIoU gain (red: mean; dark bar: paired 95% over videos; light: t 95% over seeds; dots: seeds)",
+                    fontsize=7)  # fmt: skip
+    axis.invert_yaxis()
+    rows = [{"finding": r["finding"], "arms": r["arms"], "mean": f"{r['mean_gain']:+.3f}",
+             "paired": "[{:+.3f}, {:+.3f}]".format(*r["paired"]),
+             "seeds": "[{:+.3f}, {:+.3f}]".format(*r["over_seeds"]) if r["seeds"] > 1 else "one seed",
+             "verdict": r["verdict"], "runs": r["runs"]} for r in findings]  # fmt: skip
+    return {
+        "path": str(run.path),
+        "seeds": seeds,
+        "table": table,
+        "findings": rows,
+        "chart": _png(plt, figure),
+    }
+
+
 def _curves(run: Run) -> dict[str, Any] | None:
     records = [
         json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines() if line.strip()
@@ -216,8 +258,9 @@ def report(sources: list[str | Path], out: Path, *, video_root: Path | None = No
             "funnels": [_funnel(r) for r in runs if r.kind == "coldstart"],
             "difficulties": [_histogram_chart(r) for r in runs if r.kind in ("difficulty", "rl")],
             "metrics": [_metrics(r) for r in runs if r.kind == "eval"],
+            "ablations": [_ablation(r) for r in runs if r.kind == "ablation"],
             "curves": [c for c in (_curves(r) for r in runs if r.kind == "train") if c],
-            "strips": [s for r in runs for s in _strips(r, Path(scratch))],
+            "strips": [s for r in runs if r.kind != "ablation" for s in _strips(r, Path(scratch))],
         }
     template = resources.files("vtg_data.cards").joinpath("report.html.j2").read_text()
     page = Environment(autoescape=select_autoescape(default=True)).from_string(template).render(**context)

@@ -19,7 +19,7 @@ from vtg_data.data_root import table_video_root, video_file
 from vtg_data.grounding.metrics import best_match
 from vtg_data.stats import query_tables
 
-KINDS = ("table", "coldstart", "difficulty", "rl", "eval", "train")
+KINDS = ("table", "coldstart", "difficulty", "rl", "eval", "train", "ablation")
 
 
 @dataclass
@@ -70,6 +70,12 @@ def open_run(path: str | Path, video_root: Path | None = None) -> Run:
     path = Path(path)
     if path.is_file() and path.suffix == ".parquet":
         return Run("table", path, {}, video_root or table_video_root(path))
+    if path.is_file() and path.suffix == ".jsonl":
+        from vtg_data.findings import is_findings_file
+
+        if is_findings_file(path):  # an ablation: benchmarks/paper_findings.py --out
+            return Run("ablation", path, {"stage": "paper findings"}, None)
+        raise ValueError(f"{path}: not a JSONL of recipe arms (benchmarks/paper_findings.py --out)")
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such run folder or table")
     manifest = _json(path / "manifest.json")
