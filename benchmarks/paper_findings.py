@@ -4,6 +4,9 @@ each arm is).
 
     python benchmarks/paper_findings.py --seeds 0 1 2 3 4 --threads 2 --out benchmarks/runs/findings-threads-2.jsonl
     python benchmarks/paper_findings.py --summarize benchmarks/runs/findings-threads-2.jsonl
+    # real scale: the arms run with the CLI (README, "The paper's findings"), then one line per seed
+    python benchmarks/paper_findings.py --from-evals A=runs/eval-A B=runs/eval-B C=runs/eval-C D=runs/eval-D \
+        --seed 0 --out findings-7b.jsonl
 
 One JSON line per seed: every arm's held-out mIoU and every held-out video's IoU per arm, the RL
 sets' sizes, the cold-start funnel, the machine and versions. ``--summarize`` prints, per finding,
@@ -50,6 +53,37 @@ def summarize(paths: list[Path]) -> None:
               f"[{slo:+.3f}, {shi:+.3f}] | {row['sd_over_seeds']:.3f} | {row['verdict']} |")  # fmt: skip
 
 
+def line_from_evals(arms: dict[str, str], seed: int, threads: int) -> dict:
+    """One findings line from each arm's eval run (same benchmark table and order in every arm):
+    each query's IoU as ``vtg-data eval`` scored it (its best window against the ground truth)."""
+    from vtg_data.grounding.metrics import best_match
+    from vtg_data.recipe import machine, versions
+    from vtg_data.tables import load_rows
+
+    ious, miou, order = {}, {}, None
+    for arm, folder in arms.items():
+        folder = Path(folder)
+        card = json.loads((folder / "metrics.json").read_text())["card"]
+        rows = {
+            row["uid"]: row for row in load_rows(tuple(Path(d["file"]) for d in card["data"]), None, None)
+        }
+        records = [
+            json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines() if x.strip()
+        ]
+        scored = {r["uid"]: (best_match(r["windows"][0], rows[r["uid"]]["windows"])[0] if r.get("windows") else 0.0)
+                  for r in records if r["status"] == "ok"}  # fmt: skip
+        order = order or sorted(scored)
+        if sorted(scored) != order:
+            raise ValueError(
+                f"{folder}: answered other queries than the first arm (all arms: the same benchmark, every query)"
+            )
+        ious[arm] = [scored[uid] for uid in order]
+        miou[arm] = statistics.fmean(ious[arm])
+    return {"seed": seed, "threads": threads, "held_out_mIoU": miou, "ious": ious, "rl_sets": {}, "gains": {},
+            "coldstart": {}, "rl_rewards": {}, "machine": machine(), "versions": versions(),
+            "config": {"from_evals": arms}}  # fmt: skip
+
+
 def main() -> None:
     from vtg_data.recipe import RecipeConfig
 
@@ -67,9 +101,25 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep each seed's runs under DIR/seed-N")
     parser.add_argument("--out", type=Path, help="append one JSON line per seed")
     parser.add_argument("--summarize", type=Path, nargs="+", help="summarize --out files instead of running")
+    parser.add_argument(
+        "--from-evals",
+        nargs="+",
+        metavar="ARM=DIR",
+        help="make the seed's line from `vtg-data eval --model` run folders of each arm (real scale)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="with --from-evals: the seed the arms were trained with"
+    )
     args = parser.parse_args()
     if args.summarize:
         summarize(args.summarize)
+        return
+    if args.from_evals:
+        run = line_from_evals(dict(item.split("=", 1) for item in args.from_evals), args.seed, args.threads)
+        print(", ".join(f"{arm} {value:.3f}" for arm, value in sorted(run["held_out_mIoU"].items())))
+        if args.out:
+            with args.out.open("a") as handle:
+                handle.write(json.dumps(run) + "\n")
         return
 
     import torch
