@@ -81,7 +81,7 @@ def run_findings(cfg: FindingsConfig, say=print, progress=None) -> dict[str, Any
     difficulty_under(recipe, sft_a["final_checkpoint"], root / "difficulty")
     sets = {"B": rl_set(recipe, root / "difficulty", root / "rl-B", say=say)}
     size = sets["B"]["counts"]["selected"]
-    sets["C"] = rl_set(recipe, root / "difficulty", root / "rl-C", policies=(), size=size)
+    sets["C"] = rl_set(recipe, root / "difficulty", root / "rl-C", policies=("random",), size=size)
     if cfg.with_e:
         sets["E"] = rl_set(recipe, root / "difficulty", root / "rl-E", policies=("gaussian",), size=size)
     for arm in sets:

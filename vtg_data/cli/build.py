@@ -45,7 +45,8 @@ COLDSTART = Group(
 DIFFICULTY = Group(DifficultyConfig, spell={"k": "--k|-k"})
 RLSET = Group(RLConfig, skip={"quotas": "--quota SOURCE=N (repeatable)"}, rename={"policies": "policy"},
               help={"scores": "A score-difficulty run folder.",
-                    "policies": "band | nonzero-variance | gaussian | timelens | bins | span-stratified | partial-annotation "
+                    "policies": "random (no difficulty: a uniform draw of --size) | band | nonzero-variance | gaussian | "
+                                "timelens | bins | span-stratified | partial-annotation "
                                 "(repeatable, composed in order; at most one of timelens, bins, span-stratified).",
                     "lo": "band: lower bound on mean IoU (exclusive).", "hi": "band: upper bound on mean IoU (exclusive).",
                     "mu": "gaussian: centre on mean IoU.", "sigma": "gaussian: width.",

@@ -11,6 +11,7 @@ from vtg_data.stages.partial_annotation import PartialRule
 from vtg_data.stages.span_strata import COVERAGE_EDGES, LENGTH_EDGES, SpanGrid
 
 POLICIES = (
+    "random",  # no difficulty: a uniform draw of --size from the scored pool (the control arm)
     "band",
     "nonzero-variance",
     "gaussian",

@@ -113,6 +113,7 @@ def select(rows: list[dict], cfg: RLConfig, span_target: tuple[dict, int] | None
                                              "by_source": dict(Counter(f["source"] for f in flagged))}  # fmt: skip
         elif policy == "span-stratified":
             rows = [r for r in rows if _span_grid(cfg).cell(r.get("windows"), r.get("duration")) is not None]
+        # "random" keeps every row and weight: the draw below is uniform
         removed[policy] = before - len(rows)
 
     size = len(rows) if cfg.size is None else min(cfg.size, len(rows))
