@@ -51,3 +51,24 @@ def test_recipe_smoke(tmp_path):
     for name in ("teacher labels", "SFT on teacher", "SFT + GRPO"):
         assert sum(ious[name]) / len(ious[name]) == pytest.approx(scores[name])
     assert (tmp_path / "hub/tvg-rl/README.md").is_file() and (tmp_path / "grpo/metrics.jsonl").is_file()
+
+
+def test_findings_arms_smoke(tmp_path):
+    """Every arm of the findings harness runs on one small seed: the random set has the difficulty
+    set's size, the unfiltered cold start keeps at least what the filtered one keeps, and each arm
+    gets one IoU per held-out video."""
+    from vtg_data.findings import FindingsConfig, run_findings
+    from vtg_data.recipe import RecipeConfig
+
+    result = run_findings(
+        FindingsConfig(RecipeConfig(root=tmp_path, n_videos=16, sft_steps=6, rl_steps=2, k=2)), say=lambda *_: None
+    )
+    sizes, coldstart = result["rl_sets"], result["coldstart"]
+    assert sizes["B"] == sizes["C"] == sizes["D"] > 0
+    assert coldstart["unfiltered"] >= coldstart["filtered"] and coldstart["traces"] >= coldstart["unfiltered"]
+    ious = result["held_out_ious"]
+    assert set(ious) == {"A", "B", "C", "D", "teacher labels"}
+    assert len({len(v) for v in ious.values()}) == 1 and len(ious["A"]) > 0
+    assert set(result["gains"]) == {"RL after SFT", "difficulty control", "cold-start curation"}
+    rl_c = json.loads((tmp_path / "rl-C" / "manifest.json").read_text())
+    assert rl_c["config"]["policies"] == ["random"]
