@@ -61,7 +61,8 @@ def test_findings_arms_smoke(tmp_path):
     from vtg_data.recipe import RecipeConfig
 
     result = run_findings(
-        FindingsConfig(RecipeConfig(root=tmp_path, n_videos=16, sft_steps=6, rl_steps=2, k=2)), say=lambda *_: None
+        FindingsConfig(RecipeConfig(root=tmp_path, n_videos=16, sft_steps=6, rl_steps=2, k=2)),
+        say=lambda *_: None,
     )
     sizes, coldstart = result["rl_sets"], result["coldstart"]
     assert sizes["B"] == sizes["C"] == sizes["D"] > 0
