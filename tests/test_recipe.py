@@ -70,6 +70,11 @@ def test_findings_arms_smoke(tmp_path):
     ious = result["held_out_ious"]
     assert set(ious) == {"A", "B", "C", "D", "teacher labels"}
     assert len({len(v) for v in ious.values()}) == 1 and len(ious["A"]) > 0
-    assert set(result["gains"]) == {"RL after SFT", "difficulty control", "cold-start curation"}
+    assert set(result["gains"]) == {
+        "RL after SFT",
+        "RL past the teacher's labels",
+        "difficulty control",
+        "cold-start curation",
+    }
     rl_c = json.loads((tmp_path / "rl-C" / "manifest.json").read_text())
     assert rl_c["config"]["policies"] == ["random"]

@@ -13,7 +13,8 @@ GRPO budget, k, temperature and learning rate in every arm):
   format and parse rules only; the quality rules off) + the GRPO of B (B's RL set, settings, steps);
 - E (``with_e``): A + GRPO on a set of B's size drawn by the ``gaussian`` difficulty policy.
 
-The comparisons are B vs A (RL after SFT), B vs C (difficulty control) and B vs D (cold-start
+The comparisons are B vs A (RL after SFT), B vs the simulated teacher's own held-out labels (the
+recipe's claim that RL repairs a biased teacher), B vs C (difficulty control) and B vs D (cold-start
 curation). "RL without a cold start" is not an arm: a random-weight model has no zero-shot
 grounding to start RL from. Nothing here is tuned on the arms' results.
 """
@@ -46,6 +47,7 @@ ARMS = {
 }
 FINDINGS = (
     ("RL after SFT", "B", "A"),
+    ("RL past the teacher's labels", "B", "teacher labels"),
     ("difficulty control", "B", "C"),
     ("cold-start curation", "B", "D"),
     ("difficulty policy (nonzero-variance vs gaussian)", "B", "E"),
