@@ -42,6 +42,25 @@ def summarize(paths: list[Path]) -> None:
         known = [v for v in values if v is not None]
         print(f"| {arm} | " + " | ".join(shown) + f" | {statistics.fmean(known):.3f} |")
     print()
+    for (
+        run
+    ) in runs:  # what each arm trained on: how selective the difficulty set was decides what B vs C can show
+        # lines without rl_pool: the training pool is every train row, each one a teacher trace
+        pool, what = (
+            (run["rl_pool"], "scored")
+            if "rl_pool" in run
+            else (run.get("coldstart", {}).get("traces"), "in the pool")
+        )
+        sets = run["rl_sets"]
+        share = f" of {pool} {what} ({sets['B'] / pool:.0%})" if pool else ""
+        cold = run.get("coldstart")
+        cold_text = (
+            f"; cold start {cold['filtered']} filtered, {cold['unfiltered']} unfiltered of {cold['traces']} traces"
+            if cold
+            else ""
+        )
+        print(f"seed {run['seed']} ({run['threads']} threads): RL sets of {sets['B']} rows{share}{cold_text}")
+    print()
     print(
         "| finding | arms | mean gain | paired 95% over videos | t 95% over seeds | sd over seeds | verdict |"
     )

@@ -65,7 +65,7 @@ def test_findings_arms_smoke(tmp_path):
         say=lambda *_: None,
     )
     sizes, coldstart = result["rl_sets"], result["coldstart"]
-    assert sizes["B"] == sizes["C"] == sizes["D"] > 0
+    assert sizes["B"] == sizes["C"] == sizes["D"] > 0 and result["rl_pool"] >= sizes["B"]
     assert coldstart["unfiltered"] >= coldstart["filtered"] and coldstart["traces"] >= coldstart["unfiltered"]
     ious = result["held_out_ious"]
     assert set(ious) == {"A", "B", "C", "D", "teacher labels"}

@@ -119,6 +119,7 @@ def run_findings(cfg: FindingsConfig, say=print, progress=None) -> dict[str, Any
         "held_out_ious": ious,
         "gains": gains,
         "rl_sets": {arm: s["counts"]["selected"] for arm, s in sets.items()} | {"D": size},
+        "rl_pool": sets["B"]["counts"]["scored"],
         "coldstart": {
             "filtered": filtered.funnel["overall"]["out"],
             "unfiltered": unfiltered.funnel["overall"]["out"],
