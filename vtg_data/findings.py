@@ -44,6 +44,7 @@ ARMS = {
     "C": "A + GRPO on a random set of B's size",
     "D": "SFT on the unfiltered traces + B's GRPO",
     "E": "A + GRPO on a gaussian-difficulty set of B's size",
+    "teacher labels": "the simulated teacher's own windows for the held-out videos",
 }
 FINDINGS = (
     ("RL after SFT", "B", "A"),
