@@ -34,6 +34,7 @@ def summarize(paths: list[Path]) -> None:
     print(
         f"{len(runs)} runs, seeds {sorted({r['seed'] for r in runs})}, threads {sorted({r['threads'] for r in runs})}"
     )
+    print()
     print("| arm | " + " | ".join(f"seed {r['seed']}" for r in runs) + " | mean |")
     print("|---|" + "---|" * (len(runs) + 1))
     for arm in arms:
