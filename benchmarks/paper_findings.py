@@ -53,6 +53,8 @@ def summarize(paths: list[Path]) -> None:
             else (run.get("coldstart", {}).get("traces"), "in the pool")
         )
         sets = run["rl_sets"]
+        if not sets:  # a line made --from-evals: the arms were trained elsewhere
+            continue
         share = f" of {pool} {what} ({sets['B'] / pool:.0%})" if pool else ""
         cold = run.get("coldstart")
         cold_text = (
