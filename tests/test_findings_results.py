@@ -23,4 +23,4 @@ def test_results_tables_are_the_committed_runs_summary():
     missing = [line for line in table_lines if line not in results]
     assert not missing, missing
     seeds = {line.split()[1] for line in printed.splitlines() if line.startswith("seed ")}
-    assert len(seeds) >= 4
+    assert len(seeds) >= 5
