@@ -27,10 +27,9 @@ from pathlib import Path
 
 import torch
 
+from vtg_data.findings import mean_over_seeds
 from vtg_data.grounding.metrics import paired_gain_over_runs
 from vtg_data.recipe import RecipeConfig, machine, run_recipe, versions
-
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def summarize(runs: list[dict], label: str) -> None:
@@ -42,18 +41,11 @@ def summarize(runs: list[dict], label: str) -> None:
         for run in runs:
             by_seed.setdefault(run["seed"], []).append(run["gains"][name]["gain"])
         values = [statistics.fmean(gains) for gains in by_seed.values()]
-        mean = statistics.fmean(values)
-        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-        # 95% interval of the mean over seeds (Student's t with n - 1 degrees of freedom)
-        half = (
-            T_975.get(len(values) - 1, 1.96) * spread / len(values) ** 0.5
-            if len(values) > 1
-            else float("nan")
-        )
+        mean, spread, (t_lo, t_hi) = mean_over_seeds(values)
         pooled = paired_gain_over_runs([(run["ious"]["SFT + GRPO"], run["ious"][base]) for run in runs])
         smallest = min(run["gains"][name]["gain"] for run in runs)
         print(f"{label}: gain {name}, {len(runs)} runs over {len(values)} seeds: mean {mean:+.3f}, t over seeds "
-              f"[{mean - half:+.3f}, {mean + half:+.3f}], paired over their videos [{pooled['lo']:+.3f}, "
+              f"[{t_lo:+.3f}, {t_hi:+.3f}], paired over their videos [{pooled['lo']:+.3f}, "
               f"{pooled['hi']:+.3f}]; sd over seeds {spread:.3f}, smallest run {smallest:+.3f}")  # fmt: skip
 
 

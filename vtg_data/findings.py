@@ -165,6 +165,17 @@ def is_findings_file(path: Path) -> bool:
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
+def mean_over_seeds(values: list[float]) -> tuple[float, float, tuple[float, float]]:
+    """Mean of per-seed values, their sd and the 95% t interval of the mean (Student's t, n - 1
+    degrees of freedom); nan for the spread and interval with one seed."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, float("nan"), (float("nan"), float("nan"))
+    spread = statistics.stdev(values)
+    half = T_975.get(len(values) - 1, 1.96) * spread / len(values) ** 0.5
+    return mean, spread, (mean - half, mean + half)
+
+
 def verdict(paired: tuple[float, float], over_seeds: tuple[float, float]) -> str:
     if paired[0] > 0 and over_seeds[0] > 0:
         return "reproduced"
@@ -187,15 +198,8 @@ def summary_rows(runs: list[dict]) -> list[dict]:
             gain = statistics.fmean(run["ious"][arm]) - statistics.fmean(run["ious"][base])
             by_seed.setdefault(run["seed"], []).append(gain)
         values = [statistics.fmean(v) for v in by_seed.values()]
-        mean = statistics.fmean(values)
-        spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-        half = (
-            T_975.get(len(values) - 1, 1.96) * spread / len(values) ** 0.5
-            if len(values) > 1
-            else float("nan")
-        )
+        mean, spread, over_seeds = mean_over_seeds(values)
         pooled = paired_gain_over_runs([(run["ious"][arm], run["ious"][base]) for run in usable])
-        over_seeds = (mean - half, mean + half)
         rows.append({"finding": name, "arms": f"{arm} vs {base}", "runs": len(usable), "seeds": len(values),
                      "mean_gain": mean, "paired": (pooled["lo"], pooled["hi"]), "over_seeds": over_seeds,
                      "sd_over_seeds": spread, "per_seed": values,
